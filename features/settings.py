@@ -1,0 +1,96 @@
+"""Settings for every stage, in one place.
+
+Values come, highest priority first, from: keyword arguments, ``KAM_*`` environment variables,
+a config file (TOML or YAML; ``KAM_CONFIG`` names it, else ``kam.toml`` in the current directory
+is used when present), then the embedded defaults below. Nothing here touches the disk on import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from features.periods import Period
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("KAM_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"KAM_CONFIG names {path}, which is not a file")
+        return path
+    local = Path("kam.toml")
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Paths, URIs, horizons and thresholds shared by every ``kam`` stage."""
+
+    model_config = SettingsConfigDict(env_prefix="KAM_", extra="ignore")
+
+    workdir: Path = Field(Path(".kam"), description="embedded working directory (git-ignored)")
+    data_dir: Path | None = Field(None, description="data directory; default <workdir>/data")
+    store_url: str | None = Field(
+        None, description="feature store URL; default duckdb:///<data_dir>/kam.duckdb"
+    )
+    horizon: str = Field("365d", description="label horizon, e.g. 365d, 26w, 6mo")
+    activity_window: str = Field(
+        "365d", description="population: accounts with an order in this window before as_of, or 'ever'"
+    )
+    decline: float = Field(0.5, gt=0, le=1, description="defection = value < (1 - decline) x prior")
+    seed: int = 7
+    demo_accounts: int = Field(2000, gt=0)
+    demo_years: int = Field(3, gt=0)
+
+    @field_validator("horizon")
+    @classmethod
+    def _check_horizon(cls, value: str) -> str:
+        Period.parse(value)
+        return value
+
+    @field_validator("activity_window")
+    @classmethod
+    def _check_activity(cls, value: str) -> str:
+        if value != "ever":
+            Period.parse(value)
+        return value
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.workdir / "data"
+
+    def store_url_for(self, data_dir: Path | None = None) -> str:
+        """The store URL, placing the default DuckDB file under ``data_dir``."""
+        if self.store_url and data_dir is None:
+            return self.store_url
+        base = data_dir if data_dir is not None else self.resolved_data_dir
+        return f"duckdb:///{Path(base) / 'kam.duckdb'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[Any] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            if path.suffix in {".yaml", ".yml"}:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            else:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)

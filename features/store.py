@@ -1,0 +1,46 @@
+"""The embedded store: clean input tables (and later scores) in a DuckDB file, read through Ibis.
+
+The store is addressed by a URL (``duckdb:///path/kam.duckdb``) so that another Ibis backend can
+stand in for DuckDB without touching the feature code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pandas as pd
+
+from features.contract import TABLES
+from features.errors import DataContractError
+
+
+def connect(url: str, *, read_only: bool = False) -> Any:
+    """Open the store at ``url`` (an Ibis backend connection)."""
+    if url.startswith("duckdb:///"):
+        path = Path(url.removeprefix("duckdb:///"))
+        if read_only and not path.exists():
+            raise DataContractError(
+                f"no store at {path}: run `kam ingest --data {path.parent}` first"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ibis.duckdb.connect(str(path), read_only=read_only)
+    return ibis.connect(url)
+
+
+def write_table(con: Any, name: str, frame: pd.DataFrame) -> None:
+    """Replace table ``name`` in the store with ``frame``."""
+    con.create_table(name, frame, overwrite=True)
+
+
+def input_tables(con: Any) -> set[str]:
+    """Names of the data-contract tables present in the store."""
+    present = set(con.list_tables())
+    return {name for name in TABLES if name in present}
+
+
+def require_orders(con: Any, url: str) -> None:
+    """Stop with a clear message when the store has no orders table."""
+    if "orders" not in input_tables(con):
+        raise DataContractError(f"the store {url} has no orders table: run `kam ingest` first")
