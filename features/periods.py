@@ -41,7 +41,7 @@ class Period:
             return pd.DateOffset(months=self.count)
         return pd.DateOffset(years=self.count)
 
-    def ibis_interval(self):  # noqa: ANN201 - ibis interval expression
+    def ibis_interval(self):
         """The period as an ibis interval literal."""
         import ibis
 

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     )
     horizon: str = Field("365d", description="label horizon, e.g. 365d, 26w, 6mo")
     activity_window: str = Field(
-        "365d", description="population: accounts with an order in this window before as_of, or 'ever'"
+        "365d",
+        description="population: accounts with an order in this window before as_of, or 'ever'",
     )
     decline: float = Field(0.5, gt=0, le=1, description="defection = value < (1 - decline) x prior")
     seed: int = 7

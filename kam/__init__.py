@@ -1,0 +1,1 @@
+"""The ``kam`` command line: thin wiring over features, training and serving."""

@@ -1,0 +1,207 @@
+"""The ``kam`` command: one entry point that wires every stage, with no logic of its own."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from features.errors import DataContractError, EmptyWindowError
+from features.periods import Period
+from features.settings import Settings
+
+app = typer.Typer(
+    help="Defection risk and value prediction for B2B key accounts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="data directory holding the input files and the store"),
+]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _data_dir(data: Path | None, settings: Settings) -> Path:
+    return data if data is not None else settings.resolved_data_dir
+
+
+@app.command()
+def simulate(
+    accounts: Annotated[int, typer.Option(min=1, help="number of accounts")] = 2000,
+    years: Annotated[int, typer.Option(min=1, help="years of history")] = 3,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same world)")] = 7,
+    out: Annotated[Path | None, typer.Option(help="output folder; default the data dir")] = None,
+    end: Annotated[str, typer.Option(help="last day of history (YYYY-MM-DD)")] = "2025-12-31",
+    csv: Annotated[bool, typer.Option("--csv", help="write CSV instead of Parquet")] = False,
+) -> None:
+    """Write a synthetic key-account world in the data contract's format, with its ground truth."""
+    from features.synthetic import simulate as run_simulation
+
+    target = out if out is not None else _settings().resolved_data_dir
+    with _progress() as progress:
+        task = progress.add_task(f"simulating {accounts:,} accounts x {years} years", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = run_simulation(
+            accounts,
+            years,
+            seed,
+            target,
+            end=date.fromisoformat(end),
+            file_format="csv" if csv else "parquet",
+            progress=tick,
+        )
+    table = Table(title=f"synthetic world in {target} ({summary.start} .. {summary.end})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in summary.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    console.print(f"took {summary.seconds:.1f} s")
+
+
+@app.command()
+def ingest(
+    data: DataOpt = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML file mapping an export's columns onto the contract")
+    ] = None,
+) -> None:
+    """Validate the input tables against the data contract and load them into the store."""
+    from features.ingest import ingest as run_ingest
+
+    settings = _settings()
+    data_dir = _data_dir(data, settings)
+    try:
+        report = run_ingest(
+            data_dir,
+            settings.store_url_for(data),
+            mapping=mapping,
+            progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+        )
+    except (DataContractError, FileNotFoundError) as err:
+        _fail(str(err))
+        return
+    rows = report.as_rows()
+    table = Table(title=f"ingested {data_dir}")
+    for column in rows[0]:
+        numeric = column not in {"table", "source", "rejected by reason", "mapped to other"}
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    if report.rejected_total:
+        console.print(f"rejected rows with their reasons are in {report.rejects_dir}")
+
+
+@app.command()
+def features(
+    out: Annotated[Path, typer.Option(help="output file (.parquet, or .csv)")],
+    data: DataOpt = None,
+    as_of: Annotated[
+        list[str] | None, typer.Option("--as-of", help="snapshot date (repeatable)")
+    ] = None,
+    every: Annotated[str | None, typer.Option(help="snapshot every period, e.g. 1mo")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="first as_of with --every")] = None,
+    stop: Annotated[str | None, typer.Option("--to", help="last as_of with --every")] = None,
+    horizon: Annotated[str | None, typer.Option(help="label horizon, e.g. 365d, 26w, 6mo")] = None,
+    population: Annotated[
+        str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
+    ] = None,
+    decline: Annotated[float | None, typer.Option(help="defection: value < (1-decline) x prior")]
+    = None,
+) -> None:
+    """Build point-in-time feature snapshots (and labels where the horizon is observed)."""
+    from features.snapshots import as_of_range, build_snapshots, write_snapshots
+    from features.store import connect
+
+    settings = _settings()
+    dates = [*(as_of or [])]
+    try:
+        if every:
+            if not (start and stop):
+                _fail("--every needs --from and --to")
+            dates += [d.date().isoformat() for d in as_of_range(start, stop, Period.parse(every))]
+        if not dates:
+            _fail("give at least one --as-of, or --every with --from and --to")
+        window = population or settings.activity_window
+        con = connect(settings.store_url_for(data), read_only=True)
+        frame = build_snapshots(
+            con,
+            dates,
+            horizon=Period.parse(horizon or settings.horizon),
+            activity_window=None if window == "ever" else Period.parse(window),
+            decline=decline if decline is not None else settings.decline,
+        )
+    except (DataContractError, EmptyWindowError, ValueError) as err:
+        _fail(str(err))
+        return
+    write_snapshots(frame, out)
+    labelled = int(frame["label_observed"].sum())
+    console.print(
+        f"wrote {len(frame):,} snapshots ({frame['account_id'].nunique():,} accounts, "
+        f"{len(dates)} as_of dates, {labelled:,} labelled) to {out}"
+    )
+
+
+@app.command()
+def demo(
+    accounts: Annotated[int | None, typer.Option(help="accounts in the demo world")] = None,
+) -> None:
+    """Run the whole product on a synthetic world: simulate, ingest, build features."""
+    settings = _settings()
+    data_dir = settings.resolved_data_dir
+    n = accounts or settings.demo_accounts
+    console.rule("1. simulate")
+    simulate(accounts=n, years=settings.demo_years, seed=settings.seed, out=data_dir)
+    console.rule("2. ingest")
+    ingest(data=data_dir)
+    console.rule("3. features")
+    from features.snapshots import data_end
+    from features.store import connect
+
+    con = connect(settings.store_url_for(data_dir), read_only=True)
+    end = data_end(con)
+    con.disconnect()
+    latest = (end - Period.parse(settings.horizon).offset()).normalize()
+    first = (latest - Period.parse("11mo").offset()).normalize()
+    features(
+        out=data_dir / "snapshots.parquet",
+        data=data_dir,
+        every="1mo",
+        start=first.date().isoformat(),
+        stop=latest.date().isoformat(),
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+if __name__ == "__main__":
+    app()
