@@ -51,8 +51,13 @@ class Settings(BaseSettings):
     )
     decline: float = Field(0.5, gt=0, le=1, description="defection = value < (1 - decline) x prior")
     seed: int = 7
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default sqlite:///<workdir>/mlflow.db"
+    )
+    experiment: str = Field("kam", description="MLflow experiment name")
+    model_name: str = Field("kam-key-accounts", description="registered model name")
     demo_accounts: int = Field(2000, gt=0)
-    demo_years: int = Field(3, gt=0)
+    demo_years: int = Field(5, gt=0)
 
     @field_validator("horizon")
     @classmethod
@@ -70,6 +75,16 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else self.workdir / "data"
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        return f"sqlite:///{self.workdir.resolve() / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.workdir.resolve() / "mlartifacts").as_uri()
 
     def store_url_for(self, data_dir: Path | None = None) -> str:
         """The store URL, placing the default DuckDB file under ``data_dir``."""

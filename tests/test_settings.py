@@ -37,7 +37,7 @@ def test_yaml_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAM_CONFIG", "/no/such/kam.toml")
-    with pytest.raises(FileNotFoundError, match="/no/such/kam.toml"):
+    with pytest.raises(FileNotFoundError, match=r"/no/such/kam\.toml"):
         Settings()
 
 

@@ -1,0 +1,479 @@
+"""Validated ingestion: input files in, clean contract tables in the store, bad rows set aside.
+
+For each contract table, ``ingest`` finds its file in the data folder (``<table>.csv``,
+``<table>.csv.gz`` or ``<table>.parquet``, or the file a mapping names), renames an export's
+columns onto the contract, validates every row (``features.validation``), writes the kept rows to
+the store and the rejected rows, with their reasons, to ``<rejects_dir>/<table>.csv``. Nothing is
+lost: for every table, kept + rejected == read.
+
+Only ``orders`` is required. Without an accounts file the account master is derived from the
+orders (one row per account, ``created_at`` = first order date); with one, child rows whose
+account it does not list are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow
+import pyarrow.compute as pc
+
+from features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES, TABLES, Table
+from features.errors import DataContractError
+from features.mapping import TableMapping, load_mapping
+from features.store import connect, write_table
+from features.validation import DATE, STRING, Checked, check_table
+
+RUNS_TABLE = "ingest_runs"
+REASON_COLUMN = "reason"
+_EXTENSIONS = (".csv", ".csv.gz", ".parquet")
+# Children are validated after accounts, so their account ids can be checked against it.
+_ORDER = ("accounts", "orders", "interactions", "complaints", "deliveries", "actions")
+# The date up to which a table shows what happened. A promised delivery date can lie beyond the
+# end of the extract (a scheduled delivery), so deliveries count by the date they arrived.
+_OBSERVED_DATE = {**EVENT_DATE, "deliveries": "delivered_date"}
+
+
+@dataclass
+class TableReport:
+    """What happened to one table: rows read, kept and rejected, and why rows were rejected."""
+
+    table: str
+    source: str
+    read: int
+    kept: int
+    rejected: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    """Rejected rows per reason kind; a row with two kinds counts under both."""
+    other_mapped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per category column, the unknown values mapped to ``other`` and how often."""
+    ignored_columns: tuple[str, ...] = ()
+    rejects_file: Path | None = None
+    latest_event: pd.Timestamp | None = None
+    """Latest event date among the kept rows (for deliveries, the latest delivered date)."""
+
+
+@dataclass
+class IngestReport:
+    """The outcome of one ingestion run, table by table."""
+
+    tables: dict[str, TableReport]
+    store_url: str
+    rejects_dir: Path
+    run_at: datetime
+    data_end: pd.Timestamp | None
+    seconds: float
+
+    def __getitem__(self, table: str) -> TableReport:
+        return self.tables[table]
+
+    @property
+    def rejected_total(self) -> int:
+        """Rejected rows over all tables."""
+        return sum(t.rejected for t in self.tables.values())
+
+    def as_rows(self) -> list[dict[str, Any]]:
+        """One row per table, for printing: source file name, counts, reasons, ``other`` counts.
+
+        Reasons read ``"duplicate order_id (2)"``; values mapped to other read
+        ``"channel: fax, telex (3)"`` (at most three examples per column).
+        """
+        rows = []
+        for report in self.tables.values():
+            reasons = "; ".join(f"{kind} ({n:,})" for kind, n in report.reasons.items())
+            other = "; ".join(
+                f"{column}: {', '.join(list(counts)[:3])} ({sum(counts.values()):,})"
+                for column, counts in report.other_mapped.items()
+            )
+            rows.append(
+                {
+                    "table": report.table,
+                    "source": Path(report.source).name,
+                    "read": report.read,
+                    "kept": report.kept,
+                    "rejected": report.rejected,
+                    "rejected by reason": reasons,
+                    "mapped to other": other,
+                }
+            )
+        return rows
+
+
+@dataclass(frozen=True)
+class _Source:
+    table: Table
+    path: Path
+    format: str
+    mapping: TableMapping
+
+
+@dataclass
+class _Result:
+    source: _Source | None
+    read: int
+    checked: Checked
+    ignored: tuple[str, ...]
+    rejects: pd.DataFrame | None
+    """Rejected rows as the file holds them, plus generated ids and the reason."""
+
+
+def ingest(
+    data_dir: Path,
+    store_url: str,
+    *,
+    mapping: Path | None = None,
+    rejects_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Validate the input tables in ``data_dir`` and load the clean rows into the store.
+
+    Parameters
+    ----------
+    data_dir
+        Folder holding one file per contract table (``<table>.csv``, ``.csv.gz`` or
+        ``.parquet``); only orders is required.
+    store_url
+        Store to write to (e.g. ``duckdb:///path/kam.duckdb``). Each contract table is replaced;
+        a contract table absent from this run is dropped, so the store matches the input.
+    mapping
+        Optional YAML mapping (``features.mapping``) naming files, formats and column renames for
+        an export whose names differ from the contract.
+    rejects_dir
+        Where rejected rows go, one ``<table>.csv`` per table with rejects, holding the file's own
+        columns plus ``reason``; default ``<data_dir>/rejects``.
+    progress
+        Called with a short message as each stage completes.
+
+    Returns
+    -------
+    IngestReport
+        Rows read, kept and rejected per table, rejects by reason kind, values mapped to
+        ``other``, and ``data_end``, the latest event date among the kept rows of all tables
+        (deliveries count by delivered date, since promised dates may be scheduled). Accounts
+        derived from orders count as read and kept, so kept + rejected == read holds for every
+        table.
+
+    Raises
+    ------
+    DataContractError
+        When the orders file is missing, a file cannot be read, a required column is missing,
+        or the mapping is malformed; the message names the file and the column.
+    """
+    started = time.perf_counter()
+    run_at = datetime.now(UTC).replace(tzinfo=None)
+    say = progress or (lambda _message: None)
+    data_dir = Path(data_dir)
+    rejects_dir = Path(rejects_dir) if rejects_dir is not None else data_dir / "rejects"
+    if not data_dir.is_dir():
+        raise DataContractError(f"data folder {data_dir} does not exist")
+    mappings = load_mapping(mapping) if mapping is not None else {}
+    sources = {
+        name: _locate(TABLES[name], data_dir, mappings.get(name, TableMapping(name)))
+        for name in _ORDER
+    }
+    for name in REQUIRED_TABLES:
+        if sources[name] is None:
+            looked = ", ".join(name + ext for ext in _EXTENSIONS)
+            raise DataContractError(
+                f"no {name} table in {data_dir}: looked for {looked} "
+                "(or give a mapping file that names the file)"
+            )
+
+    results: dict[str, _Result] = {}
+    known_accounts: pd.Index | None = None
+    for name in _ORDER:
+        source = sources[name]
+        if source is None:
+            continue
+        say(f"{name}: reading {source.path}")
+        result = _ingest_table(source, known_accounts)
+        results[name] = result
+        if name == ACCOUNTS.name:
+            known_accounts = pd.Index(result.checked.clean["account_id"])
+        _say_counts(say, name, result)
+    if ACCOUNTS.name not in results:
+        accounts = _derive_accounts(results[ORDERS.name].checked.clean)
+        results[ACCOUNTS.name] = _Result(
+            None, len(accounts), Checked(clean=accounts, reasons=_no_reasons()), (), None
+        )
+        say(f"accounts: derived {len(accounts):,} accounts from orders")
+
+    reports = {
+        name: _table_report(name, results[name], rejects_dir) for name in _ORDER if name in results
+    }
+    ends = [r.latest_event for r in reports.values() if r.latest_event is not None]
+    data_end = max(ends) if ends else None
+    say(f"writing {len(results)} tables to {store_url}")
+    _write_store(store_url, results, reports, run_at, data_end)
+    # After the store, so that a failed write leaves the rejects of the run the store reflects.
+    _write_rejects(results, rejects_dir)
+    return IngestReport(
+        tables=reports,
+        store_url=store_url,
+        rejects_dir=rejects_dir,
+        run_at=run_at,
+        data_end=data_end,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _locate(table: Table, data_dir: Path, mapping: TableMapping) -> _Source | None:
+    if mapping.file is not None:
+        path = data_dir / mapping.file
+        if not path.is_file():
+            raise DataContractError(
+                f"the mapping names {path} for table {table.name}, but there is no such file"
+            )
+    else:
+        found = [data_dir / (table.name + ext) for ext in _EXTENSIONS]
+        found = [p for p in found if p.is_file()]
+        if not found:
+            return None
+        if len(found) > 1:
+            names = " and ".join(p.name for p in found)
+            raise DataContractError(
+                f"{data_dir} holds both {names} for table {table.name}: keep one"
+            )
+        path = found[0]
+    fmt = mapping.format or _format_of(path)
+    if fmt is None:
+        raise DataContractError(
+            f"cannot tell the format of {path} (table {table.name}) from its name: "
+            "give format (csv, parquet or whitespace) in the mapping"
+        )
+    return _Source(table, path, fmt, mapping)
+
+
+def _format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if re.search(r"\.csv(\.(gz|bz2|zip|xz|zst))?$", name):
+        return "csv"
+    return None
+
+
+def _read(source: _Source) -> pd.DataFrame:
+    """The file's rows with its own column names; text formats keep every value as a string."""
+    mapping, path = source.mapping, source.path
+    header = 0 if mapping.header else None
+    options: dict[str, Any] = {"dtype": str, "header": header}
+    if mapping.names is not None:
+        options["names"] = list(mapping.names)
+    if mapping.encoding is not None:
+        options["encoding"] = mapping.encoding
+    try:
+        if source.format == "parquet":
+            frame = pd.read_parquet(path)
+        elif source.format == "whitespace":
+            frame = pd.read_csv(path, sep=r"\s+", engine="c", **options)
+        else:
+            # Strings throughout, so ids keep their leading zeros and rejects show what the file
+            # holds; the pyarrow reader is several times faster than the C one on large files.
+            frame = pd.read_csv(path, sep=mapping.sep or ",", engine="pyarrow", **options)
+    except (OSError, ValueError, pyarrow.ArrowException) as err:
+        raise DataContractError(f"cannot read {path} (table {source.table.name}): {err}") from err
+    frame.columns = [str(c) for c in frame.columns]
+    return frame.reset_index(drop=True)
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lstrip("\ufeff").strip().lower()
+
+
+def _to_contract(
+    raw: pd.DataFrame, source: _Source
+) -> tuple[pd.DataFrame, dict[str, pd.Series], tuple[str, ...]]:
+    """Raw values under contract names, generated id columns, and the columns left unused."""
+    table, mapping, path = source.table, source.mapping, source.path
+    found = ", ".join(raw.columns) or "none"
+    absent = [s for s in mapping.columns if s not in raw.columns]
+    if absent:
+        raise DataContractError(
+            f"{path}: the mapping renames column {', '.join(absent)} for table {table.name}, "
+            f"but the file has no such column (columns found: {found})"
+        )
+    chosen: dict[str, str] = {}  # contract name -> source column
+    for source_name, target in mapping.columns.items():
+        chosen[target] = source_name
+    for column in raw.columns:
+        if column in mapping.columns:
+            continue
+        target = _normalise(column)
+        if target not in table.names or target in mapping.columns.values():
+            continue
+        if target in chosen:
+            raise DataContractError(
+                f"{path}: columns '{chosen[target]}' and '{column}' both read as "
+                f"{table.name}.{target}: rename or drop one"
+            )
+        chosen[target] = column
+
+    generated: dict[str, pd.Series] = {}
+    if mapping.id_from_row is not None:
+        target = mapping.id_from_row
+        if target in chosen:
+            raise DataContractError(
+                f"{path}: the mapping generates {target} from the row number, but column "
+                f"'{chosen[target]}' already gives it"
+            )
+        numbers = pyarrow.array(np.arange(1, len(raw) + 1, dtype=np.int64))
+        generated[target] = pd.Series(
+            pc.cast(numbers, pyarrow.large_string()).to_pandas(), index=raw.index, dtype=STRING
+        )
+
+    missing = [c for c in table.required if c not in chosen and c not in generated]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        raise DataContractError(
+            f"{path} lacks required column{plural} {', '.join(missing)} of table {table.name} "
+            f"(columns found: {found}); a mapping file can rename an export's columns"
+        )
+    columns = {}
+    for name in table.names:
+        if name in chosen:
+            columns[name] = raw[chosen[name]]
+        elif name in generated:
+            columns[name] = generated[name]
+        else:
+            columns[name] = pd.Series(np.nan, index=raw.index, dtype=STRING)
+    ignored = tuple(c for c in raw.columns if c not in chosen.values())
+    return pd.DataFrame(columns, index=raw.index), generated, ignored
+
+
+def _ingest_table(source: _Source, known_accounts: pd.Index | None) -> _Result:
+    raw = _read(source)
+    frame, generated, ignored = _to_contract(raw, source)
+    checked = check_table(
+        frame,
+        source.table,
+        date_formats=source.mapping.date_format,
+        known_accounts=known_accounts if source.table.child_of_accounts else None,
+    )
+    # Only the rejected rows of the raw file are kept, so memory holds one full copy at a time.
+    rejects = _rejects_frame(raw, generated, checked.reasons) if len(checked.reasons) else None
+    return _Result(source, len(raw), checked, ignored, rejects)
+
+
+def _rejects_frame(
+    raw: pd.DataFrame, generated: dict[str, pd.Series], reasons: pd.Series
+) -> pd.DataFrame:
+    rows = reasons.index.to_numpy()
+    rejects = raw.iloc[rows].copy()
+    for column, values in generated.items():
+        if column not in rejects.columns:
+            rejects[column] = values.iloc[rows].to_numpy()
+    reason_column = REASON_COLUMN
+    while reason_column in rejects.columns:
+        reason_column = "_" + reason_column
+    rejects[reason_column] = reasons.to_numpy()
+    return rejects
+
+
+def _say_counts(say: Callable[[str], None], name: str, result: _Result) -> None:
+    checked = result.checked
+    kept, rejected = len(checked.clean), len(checked.reasons)
+    say(f"{name}: {result.read:,} read, {kept:,} kept, {rejected:,} rejected")
+    for column, counts in checked.other_mapped.items():
+        examples = ", ".join(repr(v) for v in list(counts)[:3])
+        say(
+            f"{name}.{column}: {sum(counts.values()):,} unknown values mapped to other ({examples})"
+        )
+
+
+def _derive_accounts(orders: pd.DataFrame) -> pd.DataFrame:
+    """The account master implied by the orders: each account, created at its first order."""
+    first = orders.groupby("account_id", sort=True)["order_date"].min()
+    accounts = pd.DataFrame(
+        {name: pd.Series(np.nan, index=range(len(first)), dtype=STRING) for name in ACCOUNTS.names}
+    )
+    accounts["account_id"] = pd.Series(first.index, dtype=STRING)
+    accounts["created_at"] = pd.Series(first.to_numpy(), dtype=DATE)
+    return accounts
+
+
+def _no_reasons() -> pd.Series:
+    return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=STRING, name=REASON_COLUMN)
+
+
+def _table_report(name: str, result: _Result, rejects_dir: Path) -> TableReport:
+    checked = result.checked
+    kept, rejected = len(checked.clean), len(checked.reasons)
+    event = _OBSERVED_DATE.get(name)
+    latest = checked.clean[event].max() if event and kept else None
+    return TableReport(
+        table=name,
+        source=str(result.source.path) if result.source else "derived from orders",
+        read=result.read,
+        kept=kept,
+        rejected=rejected,
+        reasons=checked.reason_counts,
+        other_mapped=checked.other_mapped,
+        ignored_columns=result.ignored,
+        rejects_file=rejects_dir / f"{name}.csv" if rejected else None,
+        latest_event=None if latest is None or pd.isna(latest) else pd.Timestamp(latest),
+    )
+
+
+def _write_rejects(results: dict[str, _Result], rejects_dir: Path) -> None:
+    for name in TABLES:
+        target = rejects_dir / f"{name}.csv"
+        result = results.get(name)
+        if result is None or result.rejects is None:
+            # A rejects file left by an earlier run would describe data no longer ingested.
+            target.unlink(missing_ok=True)
+            continue
+        rejects_dir.mkdir(parents=True, exist_ok=True)
+        result.rejects.to_csv(target, index=False)
+
+
+def _write_store(
+    store_url: str,
+    results: dict[str, _Result],
+    reports: dict[str, TableReport],
+    run_at: datetime,
+    data_end: pd.Timestamp | None,
+) -> None:
+    con = connect(store_url)
+    try:
+        for name in TABLES:
+            if name in results:
+                write_table(con, name, results[name].checked.clean)
+            else:
+                # A table from an earlier run would otherwise pass for part of this input.
+                con.drop_table(name, force=True)
+        runs = _runs_frame(reports, run_at, data_end)
+        if RUNS_TABLE in con.list_tables():
+            earlier = con.table(RUNS_TABLE).to_pandas()
+            if list(earlier.columns) == list(runs.columns):
+                runs = pd.concat([earlier, runs], ignore_index=True)
+        write_table(con, RUNS_TABLE, runs)
+    finally:
+        con.disconnect()
+
+
+def _runs_frame(
+    reports: dict[str, TableReport], run_at: datetime, data_end: pd.Timestamp | None
+) -> pd.DataFrame:
+    """One row per table of this run (the store keeps the rows of earlier runs too)."""
+    tables = list(reports.values())
+    return pd.DataFrame(
+        {
+            "run_at": pd.Series([run_at] * len(tables), dtype=DATE),
+            "table_name": pd.Series([t.table for t in tables], dtype=STRING),
+            "source": pd.Series([t.source for t in tables], dtype=STRING),
+            "read": np.array([t.read for t in tables], dtype=np.int64),
+            "kept": np.array([t.kept for t in tables], dtype=np.int64),
+            "rejected": np.array([t.rejected for t in tables], dtype=np.int64),
+            "latest_event": pd.Series([t.latest_event for t in tables], dtype=DATE),
+            "data_end": pd.Series([data_end] * len(tables), dtype=DATE),
+        }
+    )
