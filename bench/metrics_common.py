@@ -1,83 +1,25 @@
-"""Ranking and error metrics shared by the benchmarks under ``bench/``.
+"""Metric tables for the benchmarks under ``bench/``.
 
-Bench-local on purpose: the product keeps its own metrics module, and the benchmarks must not
-move when that one changes. Every ranking metric here breaks ties in the score by averaging over
-all orderings of the tied rows, so a baseline with many equal scores (say, zero revenue last
-period) is neither flattered nor punished by the row order of the file.
+The ranking metrics are the product's own (``training.metrics``: ties in a score are averaged
+over all orderings of the tied rows), so both halves of a comparison are measured alike. The
+repository root is put on the path because the classical-baseline environment does not install
+the product; ``training.metrics`` needs only numpy, scipy and scikit-learn.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def _sorted_tie_averaged(actual: ArrayLike, score: ArrayLike) -> NDArray[np.float64]:
-    """Return ``actual`` ordered by ``score`` descending, each tie group replaced by its mean.
-
-    Cumulative sums are linear, so any prefix sum of the result equals the expected prefix sum
-    over a uniformly random ordering within each group of tied scores.
-    """
-    a = np.asarray(actual, dtype=np.float64)
-    s = np.asarray(score, dtype=np.float64)
-    if a.shape != s.shape or a.ndim != 1:
-        raise ValueError(
-            f"actual and score must be 1-d of equal length, got {a.shape} and {s.shape}"
-        )
-    if a.size == 0:
-        raise ValueError("actual and score are empty")
-    if np.isnan(s).any():
-        raise ValueError("score contains NaN; fill or drop those rows first")
-    order = np.argsort(-s, kind="stable")
-    a_sorted, s_sorted = a[order], s[order]
-    # Tie groups are runs of equal scores in the sorted order.
-    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-    sums = np.add.reduceat(a_sorted, starts)
-    sizes = np.diff(np.r_[starts, a_sorted.size])
-    return np.repeat(sums / sizes, sizes)
-
-
-def _gini(actual: ArrayLike, score: ArrayLike) -> float:
-    """Unnormalised Gini: area between the cumulative-share curve ordered by score and the diagonal.
-
-    Uses the tie-averaged order of ``_sorted_tie_averaged``.
-    """
-    a = _sorted_tie_averaged(actual, score)
-    total = a.sum()
-    if total <= 0:
-        raise ValueError("actual must have a positive total for a Gini coefficient")
-    n = a.size
-    return float(np.cumsum(a).sum() / total / n - (n + 1) / (2 * n))
-
-
-def normalized_gini(actual: ArrayLike, pred: ArrayLike) -> float:
-    """Gini of ``actual`` ordered by ``pred`` divided by the Gini of ``actual`` ordered by itself.
-
-    1 is a perfect ranking, 0 a random one; insensitive to the level of ``pred``.
-    """
-    return _gini(actual, pred) / _gini(actual, actual)
-
-
-def top_capture(actual: ArrayLike, pred: ArrayLike, frac: float = 0.2) -> float:
-    """Share of the total of ``actual`` held by the top ``frac`` of rows ranked by ``pred``."""
-    if not 0 < frac <= 1:
-        raise ValueError(f"frac must be in (0, 1], got {frac}")
-    a = _sorted_tie_averaged(actual, pred)
-    k = round(frac * a.size)
-    return float(a[:k].sum() / a.sum())
-
-
-def lift_at(y_true: ArrayLike, score: ArrayLike, frac: float = 0.1) -> float:
-    """Positive rate among the top ``frac`` of rows by ``score`` over the overall positive rate."""
-    if not 0 < frac <= 1:
-        raise ValueError(f"frac must be in (0, 1], got {frac}")
-    y = _sorted_tie_averaged(y_true, score)
-    k = max(1, round(frac * y.size))
-    return float(y[:k].mean() / y.mean())
+from training.metrics import lift_at, normalized_gini, top_capture
 
 
 def defection_metrics(

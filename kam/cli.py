@@ -126,8 +126,9 @@ def features(
     population: Annotated[
         str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
     ] = None,
-    decline: Annotated[float | None, typer.Option(help="defection: value < (1-decline) x prior")]
-    = None,
+    decline: Annotated[
+        float | None, typer.Option(help="defection: value < (1-decline) x prior")
+    ] = None,
 ) -> None:
     """Build point-in-time feature snapshots (and labels where the horizon is observed)."""
     from features.snapshots import as_of_range, build_snapshots, write_snapshots
@@ -163,10 +164,106 @@ def features(
 
 
 @app.command()
+def train(
+    data: DataOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="test as_of; default the latest labelled one")
+    ] = None,
+    horizon: Annotated[str | None, typer.Option(help="label horizon, e.g. 365d, 26w")] = None,
+    decline: Annotated[
+        float | None, typer.Option(help="defection: value <= (1-decline) x prior")
+    ] = None,
+    population: Annotated[
+        str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option(help="register the bundle in the model registry")
+    ] = True,
+) -> None:
+    """Train the defection and value models, backtest them out-of-time, log and register them."""
+    import pandas as pd
+
+    from training.evaluate import format_table
+    from training.run import TrainRequest, train_candidate
+    from training.splits import SplitError
+
+    settings = _settings()
+    window = population or settings.activity_window
+    request = TrainRequest(
+        store_url=settings.store_url_for(data),
+        tracking_uri=settings.resolved_tracking_uri,
+        experiment=settings.experiment,
+        model_name=settings.model_name,
+        artifact_location=settings.artifact_location if not settings.tracking_uri else None,
+        horizon=Period.parse(horizon or settings.horizon),
+        decline=decline if decline is not None else settings.decline,
+        activity_window=None if window == "ever" else Period.parse(window),
+        test_as_of=pd.Timestamp(as_of) if as_of else None,
+        register=register,
+    )
+    try:
+        with console.status("training") as status:
+            outcome = train_candidate(
+                request, progress=lambda msg: (console.log(msg), status.update(msg))
+            )
+    except (DataContractError, EmptyWindowError, SplitError) as err:
+        _fail(str(err))
+        return
+    ev = outcome.evaluation
+    table = Table(
+        title=f"test as_of {ev.as_of.date()}: {ev.n_rows:,} accounts, "
+        f"{ev.n_defections:,} defections"
+    )
+    for column in ("target", "metric", "model", "90% CI", "baseline"):
+        table.add_column(column, justify="left" if column in {"target", "metric"} else "right")
+    for (target, metric), row in format_table(ev).iterrows():
+        table.add_row(target, metric, *row.tolist())
+    console.print(table)
+    for warning in ev.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for note in outcome.fit.notes:
+        console.print(f"[dim]{note}[/]")
+    console.print(outcome.window_table.to_string(index=False, float_format="{:.4f}".format))
+    registered = (
+        f"registered {settings.model_name} version {outcome.model_version}"
+        if outcome.model_version
+        else "not registered"
+    )
+    console.print(f"run {outcome.run_id}: {registered}; took {outcome.seconds:.1f} s")
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Option(help="candidate version; default newest")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="promote whatever the comparison says")
+    ] = False,
+) -> None:
+    """Make the newest registered version champion if it beats the current one."""
+    from models.errors import ModelNotLoadedError
+    from training.promote import promote as run_promote
+
+    settings = _settings()
+    try:
+        decision = run_promote(
+            settings.model_name,
+            tracking_uri=settings.resolved_tracking_uri,
+            version=version,
+            force=force,
+        )
+    except ModelNotLoadedError as err:
+        _fail(str(err))
+        return
+    colour = "green" if decision.promoted else "yellow"
+    verdict = "promoted" if decision.promoted else "not promoted"
+    console.print(f"[{colour}]{verdict}:[/] {decision.reason}")
+
+
+@app.command()
 def demo(
     accounts: Annotated[int | None, typer.Option(help="accounts in the demo world")] = None,
 ) -> None:
-    """Run the whole product on a synthetic world: simulate, ingest, build features."""
+    """Run the whole product on a synthetic world: simulate, ingest, features, train, promote."""
     settings = _settings()
     data_dir = settings.resolved_data_dir
     n = accounts or settings.demo_accounts
@@ -190,6 +287,10 @@ def demo(
         start=first.date().isoformat(),
         stop=latest.date().isoformat(),
     )
+    console.rule("4. train")
+    train(data=data_dir)
+    console.rule("5. promote")
+    promote()
 
 
 def _progress() -> Progress:

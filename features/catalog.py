@@ -1,0 +1,347 @@
+"""The feature catalog: every snapshot feature with its family, meaning and source table.
+
+This is the one place later stages read to explain a feature (drivers in business words, model
+cards, docs). The snapshot builder emits exactly the catalog's features for the tables present,
+in catalog order.
+
+Conventions shared by the descriptions:
+
+- A window of N days ends at ``as_of`` and includes it: events dated in (as_of - N, as_of].
+- "Change" features are symmetric changes, (now - before) / (abs(now) + abs(before)), bounded to
+  -1..1 (-1 = fell to nothing, +1 = grew from nothing); null when both are zero. Unlike a plain
+  ratio they stay finite for accounts that start or stop buying.
+- Quantities that would grow without bound with the age of an account are expressed as rates or
+  shares, because tree models cannot extrapolate to older accounts than they were trained on.
+- Recency of a contact that did not happen within the interaction lookback
+  (:data:`CONTACT_LOOKBACK_DAYS`) is capped at that lookback, so "never" and "not in two years"
+  read the same and the feature is never null while interaction history exists.
+- Ratios are null where undefined (no denominator); counts are zero when the table is present
+  but the account has no events in the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FeatureKind = Literal["number", "count", "category"]
+
+# Longest look-back of the interaction features; also the cap of contact recencies.
+CONTACT_LOOKBACK_DAYS = 730
+# Complaints open longer than this count as overdue (DOMAIN: resolve key-account issues fast).
+OVERDUE_COMPLAINT_DAYS = 21
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One snapshot feature.
+
+    Parameters
+    ----------
+    name
+        Column name in the snapshot frame.
+    family
+        Feature family (spend, rhythm, breadth, price, relationship, service, supply, account,
+        season); drivers are grouped by it.
+    description
+        Short business phrase explaining the value, for managers.
+    table
+        Input table the feature needs; ``None`` when it needs none beyond ``as_of``.
+    kind
+        ``number`` (continuous), ``count`` (non-negative integer) or ``category`` (string).
+    """
+
+    name: str
+    family: str
+    description: str
+    table: str | None
+    kind: FeatureKind = "number"
+
+
+def _f(
+    name: str, family: str, description: str, table: str | None, kind: FeatureKind = "number"
+) -> Feature:
+    return Feature(name, family, description, table, kind)
+
+
+_C = CONTACT_LOOKBACK_DAYS
+
+CATALOG: tuple[Feature, ...] = (
+    # spend ------------------------------------------------------------------------------------
+    _f("revenue_90d", "spend", "net revenue in the last 90 days", "orders"),
+    _f("revenue_180d", "spend", "net revenue in the last 180 days", "orders"),
+    _f("revenue_365d", "spend", "net revenue in the last 365 days", "orders"),
+    _f(
+        "revenue_trend_90d", "spend",
+        "change of revenue, last 90 days vs the 90 days before (-1..1)", "orders",
+    ),
+    _f(
+        "revenue_90d_last_year", "spend",
+        "net revenue in the same 90 days one year earlier", "orders",
+    ),
+    _f(
+        "revenue_yoy_90d", "spend",
+        "change of last-90-day revenue vs the same 90 days a year earlier (-1..1)", "orders",
+    ),
+    _f(
+        "revenue_change_365d", "spend",
+        "change of revenue, last 365 days vs the 365 days before (-1..1)", "orders",
+    ),
+    _f(
+        "avg_order_value_365d", "spend",
+        "average net revenue per ordering day, last 365 days", "orders",
+    ),
+    _f("order_days_90d", "spend", "days with an order in the last 90 days", "orders", "count"),
+    _f("order_days_365d", "spend", "days with an order in the last 365 days", "orders", "count"),
+    _f(
+        "lines_per_order_day_365d", "spend",
+        "order lines per ordering day, last 365 days", "orders",
+    ),
+    _f(
+        "return_share_365d", "spend",
+        "returns and credits as a share of sales, last 365 days", "orders",
+    ),
+    # rhythm -----------------------------------------------------------------------------------
+    _f("recency_days", "rhythm", "days since the last order", "orders"),
+    _f(
+        "mean_gap_days", "rhythm",
+        "typical days between ordering days, last two years", "orders",
+    ),
+    _f(
+        "overdue_ratio", "rhythm",
+        "days since the last order relative to the typical gap (above 1 = overdue)", "orders",
+    ),
+    _f("tenure_days", "rhythm", "days since the first order", "orders"),
+    _f(
+        "order_days_per_month", "rhythm",
+        "ordering days per month over the last two years (or the tenure, if shorter)", "orders",
+    ),
+    _f(
+        "active_months_share_12m", "rhythm",
+        "share of the last 12 months with at least one order", "orders",
+    ),
+    # breadth ----------------------------------------------------------------------------------
+    _f(
+        "categories_365d", "breadth",
+        "distinct product categories bought in the last 365 days", "orders", "count",
+    ),
+    _f(
+        "categories_prev_365d", "breadth",
+        "distinct product categories bought in the 365 days before that", "orders", "count",
+    ),
+    _f(
+        "categories_lost_365d", "breadth",
+        "product categories bought the year before but not in the last 365 days",
+        "orders", "count",
+    ),
+    _f(
+        "categories_new_365d", "breadth",
+        "product categories bought in the last 365 days but not the year before",
+        "orders", "count",
+    ),
+    # price ------------------------------------------------------------------------------------
+    _f(
+        "discount_rate_365d", "price",
+        "discount as a share of gross (pre-discount) value, last 365 days", "orders",
+    ),
+    _f(
+        "discount_rate_trend_180d", "price",
+        "discount rate of the last 180 days minus that of the rest of the year", "orders",
+    ),
+    _f(
+        "margin_rate_365d", "price",
+        "gross margin as a share of net revenue, last 365 days", "orders",
+    ),
+    _f(
+        "margin_rate_trend_180d", "price",
+        "margin rate of the last 180 days minus that of the rest of the year", "orders",
+    ),
+    # relationship -----------------------------------------------------------------------------
+    _f(
+        "interactions_90d", "relationship",
+        "contacts of any kind (visits, calls, e-mails, meetings, events), last 90 days",
+        "interactions", "count",
+    ),
+    _f(
+        "interactions_trend_90d", "relationship",
+        "change of contact volume, last 90 days vs the 90 days before (-1..1)", "interactions",
+    ),
+    _f(
+        "contacts_180d", "relationship",
+        "distinct people at the account we spoke with, last 180 days", "interactions", "count",
+    ),
+    _f(
+        "contacts_dropped_180d", "relationship",
+        "people we spoke with in the 180 days before but not in the last 180 days",
+        "interactions", "count",
+    ),
+    _f(
+        "contact_roles_180d", "relationship",
+        "distinct buyer roles reached (economic, technical, user, ...), last 180 days",
+        "interactions", "count",
+    ),
+    _f(
+        "economic_buyer_recency_days", "relationship",
+        f"days since the last contact with the economic buyer ({_C} = none in two years)",
+        "interactions",
+    ),
+    _f(
+        "executive_contact_recency_days", "relationship",
+        f"days since the last executive-level contact ({_C} = none in two years)",
+        "interactions",
+    ),
+    _f(
+        "executive_contacts_180d", "relationship",
+        "executive-level contacts (either side) in the last 180 days", "interactions", "count",
+    ),
+    _f("visits_180d", "relationship", "visits in the last 180 days", "interactions", "count"),
+    _f(
+        "visit_recency_days", "relationship",
+        f"days since the last visit ({_C} = none in two years)", "interactions",
+    ),
+    _f(
+        "visit_gap_days_365d", "relationship",
+        "typical days between visits, last 365 days", "interactions",
+    ),
+    _f(
+        "sentiment_mean_180d", "relationship",
+        "average sentiment of contacts (-1..1), last 180 days", "interactions",
+    ),
+    _f(
+        "sentiment_trend_180d", "relationship",
+        "average sentiment of the last 180 days minus that of the 180 days before",
+        "interactions",
+    ),
+    _f(
+        "reps_180d", "relationship",
+        "distinct people on our side in contact, last 180 days", "interactions", "count",
+    ),
+    _f(
+        "reps_new_180d", "relationship",
+        "our people in contact in the last 180 days who were not in the 180 days before",
+        "interactions", "count",
+    ),
+    _f(
+        "reps_dropped_180d", "relationship",
+        "our people in contact in the 180 days before who were not in the last 180 days",
+        "interactions", "count",
+    ),
+    # service ----------------------------------------------------------------------------------
+    _f("complaints_open", "service", "complaints open at as_of", "complaints", "count"),
+    _f(
+        "complaints_open_overdue", "service",
+        f"open complaints older than {OVERDUE_COMPLAINT_DAYS} days", "complaints", "count",
+    ),
+    _f(
+        "open_complaint_max_age_days", "service",
+        "age in days of the oldest open complaint", "complaints",
+    ),
+    _f("complaints_90d", "service", "complaints opened in the last 90 days", "complaints", "count"),
+    _f(
+        "complaints_365d", "service", "complaints opened in the last 365 days",
+        "complaints", "count",
+    ),
+    _f(
+        "complaints_severe_365d", "service",
+        "high or critical complaints opened in the last 365 days", "complaints", "count",
+    ),
+    _f(
+        "resolution_days_mean_365d", "service",
+        "average days to resolve, complaints resolved in the last 365 days", "complaints",
+    ),
+    _f(
+        "complaint_share_quality_365d", "service",
+        "share of last-365-day complaints about product quality", "complaints",
+    ),
+    _f(
+        "complaint_share_delivery_365d", "service",
+        "share of last-365-day complaints about delivery", "complaints",
+    ),
+    _f(
+        "complaint_share_price_365d", "service",
+        "share of last-365-day complaints about price", "complaints",
+    ),
+    _f(
+        "satisfaction_mean_365d", "service",
+        "average satisfaction (1-5) of complaints resolved in the last 365 days", "complaints",
+    ),
+    # supply -----------------------------------------------------------------------------------
+    _f(
+        "on_time_rate_180d", "supply",
+        "share of deliveries due in the last 180 days delivered by the promised date",
+        "deliveries",
+    ),
+    _f(
+        "on_time_rate_trend_180d", "supply",
+        "on-time rate of the last 180 days minus that of the 180 days before", "deliveries",
+    ),
+    _f(
+        "fill_rate_180d", "supply",
+        "delivered / ordered quantity, deliveries due in the last 180 days", "deliveries",
+    ),
+    _f(
+        "late_deliveries_180d", "supply",
+        "deliveries due in the last 180 days that came late or have not come",
+        "deliveries", "count",
+    ),
+    # account ----------------------------------------------------------------------------------
+    _f("industry", "account", "industry of the account", "accounts", "category"),
+    _f("region", "account", "sales region of the account", "accounts", "category"),
+    _f(
+        "account_age_days", "account",
+        "days since the account was created in the account master", "accounts",
+    ),
+    _f(
+        "spend_percentile", "account",
+        "rank of last-365-day revenue among active accounts (0 smallest, 1 largest)", "orders",
+    ),
+    _f(
+        "spend_tier", "account",
+        "A/B/C tier by cumulative share of last-365-day revenue (A: top 70%, B: next 20%)",
+        "orders", "category",
+    ),
+    # season -----------------------------------------------------------------------------------
+    _f("season_month_sin", "season", "month of the year of as_of (sine part)", None),
+    _f("season_month_cos", "season", "month of the year of as_of (cosine part)", None),
+)
+
+_BY_NAME = {feature.name: feature for feature in CATALOG}
+if len(_BY_NAME) != len(CATALOG):  # pragma: no cover - guards edits of the catalog
+    raise RuntimeError("feature names in the catalog must be unique")
+
+
+def available(tables: set[str]) -> list[Feature]:
+    """The features that can be built from the given input tables, in catalog order.
+
+    Parameters
+    ----------
+    tables
+        Names of the input tables present (e.g. ``{"orders", "accounts"}``).
+
+    Returns
+    -------
+    list of Feature
+        Catalog features whose source table is among ``tables`` (or which need none).
+    """
+    return [f for f in CATALOG if f.table is None or f.table in tables]
+
+
+def by_name(name: str) -> Feature:
+    """The catalog entry of feature ``name``.
+
+    Raises
+    ------
+    KeyError
+        When no feature has that name; the message lists the families to look in.
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(
+            f"no feature named {name!r} in the catalog (families: {', '.join(families())})"
+        ) from None
+
+
+def families() -> list[str]:
+    """The feature families, in catalog order."""
+    return list(dict.fromkeys(f.family for f in CATALOG))

@@ -1,0 +1,66 @@
+"""Registry names and loading the scoring bundle by alias."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from models.errors import ModelNotLoadedError
+from models.scorer import Scorer
+
+CHAMPION = "champion"
+
+
+def alias_uri(name: str, alias: str = CHAMPION) -> str:
+    """``models:/<name>@<alias>``."""
+    return f"models:/{name}@{alias}"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A scorer with what the registry knows about it."""
+
+    scorer: Scorer
+    uri: str
+    name: str | None
+    version: str | None
+    alias: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """Load the scoring bundle at ``uri`` (``models:/name@alias``, ``models:/name/3``, ``runs:/``).
+
+    Raises
+    ------
+    ModelNotLoadedError
+        When nothing is registered under the name or alias, naming the URI.
+    """
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    name = version = alias = run_id = None
+    metrics: dict[str, float] = {}
+    client = MlflowClient()
+    try:
+        if uri.startswith("models:/"):
+            ref = uri.removeprefix("models:/")
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                mv = client.get_model_version_by_alias(name, alias)
+            else:
+                name, number = ref.rsplit("/", 1)
+                mv = client.get_model_version(name, number)
+            version, run_id = str(mv.version), mv.run_id
+            if run_id:
+                metrics = dict(client.get_run(run_id).data.metrics)
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as err:
+        raise ModelNotLoadedError(f"cannot load model {uri}: {err}") from err
+    bundle: Any = pyfunc.unwrap_python_model()
+    return LoadedModel(bundle.scorer, uri, name, version, alias, run_id, metrics)

@@ -1,0 +1,148 @@
+"""The scorer: both LightGBM models, the calibrator, the value interval and the feature spec.
+
+One object that training builds and saves, the MLflow bundle wraps, and serving calls directly
+(its numpy path skips pandas so one-row scoring stays well under a millisecond).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.calibration import ProbabilityCalibrator
+from models.feature_spec import FeatureSpec
+
+PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
+OFFSET_FEATURE = "revenue_365d"
+
+
+def value_base(revenue: np.ndarray, scale: float) -> np.ndarray:
+    """Last period's revenue scaled to the horizon, floored at 1 (the value models' base)."""
+    return np.maximum(np.nan_to_num(np.asarray(revenue, dtype=float) * scale, nan=0.0), 1.0)
+
+
+@dataclass
+class Scorer:
+    """Fitted models and everything needed to apply them to feature rows.
+
+    Parameters
+    ----------
+    spec
+        Feature spec shared by every model.
+    defection
+        Binary LightGBM booster (raw probability of defection).
+    calibrator
+        Maps raw probabilities to calibrated ones.
+    value
+        LightGBM booster predicting next-horizon value (Tweedie, on the revenue scale).
+    lower, upper
+        Quantile boosters on log1p(value) for the interval bounds.
+    interval_margin
+        Conformal widening (log1p scale) that brings the interval to its nominal coverage.
+    offset_feature, offset_scale
+        The value models predict a multiplicative change on last period's revenue
+        (``offset_scale * offset_feature``): trees cannot extrapolate to accounts larger than
+        any they were trained on, but a ratio carries over to any size.
+    meta
+        Free-form facts about training (window, horizon, metrics, interval level).
+    """
+
+    spec: FeatureSpec
+    defection: lgb.Booster
+    calibrator: ProbabilityCalibrator
+    value: lgb.Booster
+    lower: lgb.Booster
+    upper: lgb.Booster
+    interval_margin: float = 0.0
+    offset_feature: str | None = None
+    offset_scale: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def value_offset(self, x: np.ndarray) -> np.ndarray:
+        """Last period's revenue (scaled to the horizon), floored at 1: the value models' base."""
+        if self.offset_feature is None:
+            return np.ones(len(x))
+        return value_base(x[:, self.spec.names.index(self.offset_feature)], self.offset_scale)
+
+    def predict_matrix(self, x: np.ndarray, *, num_threads: int = 0) -> dict[str, np.ndarray]:
+        """Scores for a model matrix built by the spec."""
+        # one thread for small batches: an idle second OpenMP thread spins and costs ~8 ms
+        threads = 1 if len(x) < 2000 else num_threads
+        raw = self.defection.predict(x, num_threads=threads)
+        base = self.value_offset(x)
+        value = np.exp(self.value.predict(x, raw_score=True, num_threads=threads)) * base
+        log_base = np.log1p(base)
+        low = np.expm1(self.lower.predict(x, num_threads=threads) + log_base - self.interval_margin)
+        high = np.expm1(
+            self.upper.predict(x, num_threads=threads) + log_base + self.interval_margin
+        )
+        low = np.clip(np.minimum(low, value), 0.0, None)
+        high = np.maximum(high, value)
+        return {
+            "defection_probability": np.clip(self.calibrator.transform(raw), 0.0, 1.0),
+            "value": value,
+            "value_low": low,
+            "value_high": high,
+        }
+
+    def predict_frame(self, frame: pd.DataFrame, *, num_threads: int = 0) -> pd.DataFrame:
+        """Scores for a frame holding the spec's feature columns (extra columns ignored)."""
+        scores = self.predict_matrix(self.spec.matrix(frame), num_threads=num_threads)
+        return pd.DataFrame(scores, index=frame.index)
+
+    def contributions(self, x: np.ndarray, *, num_threads: int = 0) -> np.ndarray:
+        """SHAP contributions of each feature to the defection log-odds (last column: bias)."""
+        threads = 1 if len(x) < 2000 else num_threads
+        return np.asarray(self.defection.predict(x, pred_contrib=True, num_threads=threads))
+
+    def save(self, directory: Path) -> dict[str, str]:
+        """Write the scorer to ``directory``; returns the artifact paths by name."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "defection": directory / "defection.txt",
+            "value": directory / "value.txt",
+            "lower": directory / "value_lower.txt",
+            "upper": directory / "value_upper.txt",
+            "calibrator": directory / "calibrator.pkl",
+            "spec": directory / "feature_spec.json",
+            "meta": directory / "meta.json",
+        }
+        self.defection.save_model(paths["defection"])
+        self.value.save_model(paths["value"])
+        self.lower.save_model(paths["lower"])
+        self.upper.save_model(paths["upper"])
+        paths["calibrator"].write_bytes(pickle.dumps(self.calibrator))
+        paths["spec"].write_text(self.spec.to_json())
+        meta = {
+            **self.meta,
+            "interval_margin": self.interval_margin,
+            "offset_feature": self.offset_feature,
+            "offset_scale": self.offset_scale,
+        }
+        paths["meta"].write_text(json.dumps(meta, indent=1, default=str))
+        return {name: str(path) for name, path in paths.items()}
+
+    @classmethod
+    def load(cls, artifacts: dict[str, str]) -> Scorer:
+        """Rebuild a scorer from the artifact paths :meth:`save` returned."""
+        meta = json.loads(Path(artifacts["meta"]).read_text())
+        return cls(
+            spec=FeatureSpec.from_json(Path(artifacts["spec"]).read_text()),
+            defection=lgb.Booster(model_file=artifacts["defection"]),
+            # written by this class itself, inside the model's own artifacts
+            calibrator=pickle.loads(Path(artifacts["calibrator"]).read_bytes()),
+            value=lgb.Booster(model_file=artifacts["value"]),
+            lower=lgb.Booster(model_file=artifacts["lower"]),
+            upper=lgb.Booster(model_file=artifacts["upper"]),
+            interval_margin=float(meta.pop("interval_margin", 0.0)),
+            offset_feature=meta.pop("offset_feature", None),
+            offset_scale=float(meta.pop("offset_scale", 1.0)),
+            meta=meta,
+        )

@@ -1,0 +1,135 @@
+"""What a training run leaves behind for people: plots and the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# the object-oriented Figure needs no GUI backend, so nothing global is switched on import
+from matplotlib.figure import Figure
+
+from models.scorer import Scorer
+from training.evaluate import Evaluation, format_table
+
+
+def plot_calibration(evaluation: Evaluation, path: Path) -> Path:
+    """Reliability diagram of the defection probabilities on the test as_of."""
+    cal = evaluation.calibration
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect")
+    ax.plot(cal["mean_predicted"], cal["observed_rate"], marker="o", label="model")
+    ax.set(
+        xlabel="predicted defection probability",
+        ylabel="observed defection rate",
+        title=f"Calibration, as_of {evaluation.as_of.date()}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_gains(evaluation: Evaluation, path: Path) -> Path:
+    """Cumulative gains: share of defections caught by the top x% of accounts."""
+    pred = evaluation.predictions
+    y = pred["label_defection"].to_numpy()
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    share = np.arange(1, len(y) + 1) / len(y)
+    for column, label in (
+        ("defection_probability", "model"),
+        ("recency_baseline", "days since last order"),
+    ):
+        order = np.argsort(-pred[column].to_numpy(), kind="stable")
+        ax.plot(share, np.cumsum(y[order]) / max(y.sum(), 1), label=label)
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="random")
+    ax.set(xlabel="share of accounts (ranked)", ylabel="share of defections", title="Gains")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def importance(scorer: Scorer) -> pd.DataFrame:
+    """Gain importance of both models by feature, with its family."""
+    names = list(scorer.spec.names)
+    frame = pd.DataFrame(
+        {
+            "feature": names,
+            "family": [scorer.spec.families.get(n, "other") for n in names],
+            "defection_gain": scorer.defection.feature_importance("gain"),
+            "value_gain": scorer.value.feature_importance("gain"),
+        }
+    )
+    return frame.sort_values("defection_gain", ascending=False, ignore_index=True)
+
+
+def plot_importance(table: pd.DataFrame, path: Path, top: int = 20) -> Path:
+    """Top features of the defection model by gain."""
+    head = table.head(top).iloc[::-1]
+    fig = Figure(figsize=(7, 0.3 * len(head) + 1.2))
+    ax = fig.subplots()
+    ax.barh(head["feature"] + " (" + head["family"] + ")", head["defection_gain"])
+    ax.set(xlabel="gain", title="Defection model: feature importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def model_card(
+    *,
+    name: str,
+    plan_text: str,
+    population: str,
+    horizon: str,
+    decline: float,
+    evaluation: Evaluation,
+    fit_notes: list[str],
+    window_table: pd.DataFrame,
+    fingerprint: dict,
+) -> str:
+    """A short markdown model card: data window, population, labels, metrics, limits."""
+    metrics = format_table(evaluation).reset_index().to_markdown(index=False)
+    windows = window_table.to_markdown(index=False, floatfmt=".4f")
+    tables = "\n".join(
+        f"- `{t}`: {f['rows']:,} rows, {f.get('start', '?')} .. {f.get('end', '?')}"
+        for t, f in fingerprint.items()
+    )
+    limits = [
+        "Trained on pooled monthly snapshots; accounts appear at several as_of dates, so rows "
+        "are not independent.",
+        "Defection and value are predicted from the seller's own records: accounts that shrink "
+        "for reasons the data cannot show (their own business, budget cuts) are not separable.",
+        *evaluation.warnings,
+    ]
+    return f"""# Model card: {name}
+
+## Data
+{tables}
+
+Split: {plan_text}
+
+## Population and labels
+- Population at as_of: {population}.
+- Value: net revenue in (as_of, as_of + {horizon}].
+- Defection: value <= {1 - decline:.2f} x revenue in the {horizon} before as_of
+  (decline {decline}; 1.0 means stopped buying).
+
+## Test metrics (as_of {evaluation.as_of.date()}, {evaluation.n_rows:,} accounts, \
+{evaluation.n_defections:,} defections)
+Baselines: defection = days since last order; value = revenue in the previous {horizon}.
+
+{metrics}
+
+## Validation windows (rolling origin)
+{windows}
+
+## Choices
+{chr(10).join("- " + n for n in fit_notes)}
+
+## Known limits
+{chr(10).join("- " + n for n in limits)}
+"""

@@ -1,0 +1,239 @@
+"""One training run: snapshots -> fit -> evaluate -> log to MLflow -> register the bundle."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from features.catalog import available
+from features.periods import Period
+from features.snapshots import build_snapshots, data_end
+from features.store import connect, input_tables, require_orders
+from models.bundle import log_bundle
+from training import report
+from training.evaluate import Evaluation, evaluate, format_table
+from training.fit import FitOptions, FitResult, fit_models
+from training.splits import SplitPlan, plan_split
+from training.tracking import data_fingerprint, log_json, use_tracking
+
+TEST_SNAPSHOT = "evaluation/test_snapshot.parquet"
+YEAR = Period(365, "day")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything a training run needs, resolved from settings by the caller."""
+
+    store_url: str
+    tracking_uri: str
+    experiment: str
+    model_name: str
+    artifact_location: str | None = None
+    horizon: Period = YEAR
+    decline: float = 0.5
+    activity_window: Period | None = YEAR
+    test_as_of: pd.Timestamp | None = None
+    register: bool = True
+    features: tuple[str, ...] | None = None  # restrict the model to these features
+    options: FitOptions = field(default_factory=FitOptions)
+
+
+@dataclass
+class TrainOutcome:
+    """What a run produced."""
+
+    run_id: str
+    model_version: str | None
+    plan: SplitPlan
+    fit: FitResult
+    evaluation: Evaluation
+    window_table: pd.DataFrame
+    seconds: float
+
+
+def _event_start(con: Any) -> pd.Timestamp:
+    orders = con.table("orders")
+    return pd.Timestamp(orders.order_date.min().execute()).normalize()
+
+
+def train_candidate(
+    request: TrainRequest, progress: Callable[[str], None] | None = None
+) -> TrainOutcome:
+    """Train, evaluate out-of-time, log to MLflow and register a candidate scoring bundle.
+
+    Parameters
+    ----------
+    request
+        Store, tracking and label settings of the run.
+    progress
+        Called with a short message as each stage starts.
+
+    Returns
+    -------
+    TrainOutcome
+    """
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    con = connect(request.store_url, read_only=True)
+    require_orders(con, request.store_url)
+    start, end = _event_start(con), data_end(con)
+    plan = plan_split(
+        start,
+        end,
+        request.horizon,
+        test_as_of=request.test_as_of,
+        # with decline 1.0 the prior window does not enter the label: a month of history will do
+        min_history=request.horizon if request.decline < 1 else Period(1, "month"),
+    )
+    say(plan.describe())
+
+    say(f"building snapshots at {len(plan.all_as_of)} as_of dates")
+    snapshots = build_snapshots(
+        con,
+        plan.all_as_of,
+        horizon=request.horizon,
+        activity_window=request.activity_window,
+        decline=request.decline,
+    )
+    snapshots = snapshots[snapshots["label_observed"].astype(bool)]
+    catalog = available(input_tables(con))
+    names = [f.name for f in catalog if f.name in snapshots.columns]
+    if request.features is not None:
+        unknown = sorted(set(request.features) - set(names))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; available: {names}")
+        names = [n for n in names if n in request.features]
+    families = {f.name: f.family for f in catalog}
+    fingerprint = data_fingerprint(con)
+    con.disconnect()
+
+    options = replace(request.options, horizon_days=request.horizon.approx_days())
+    fit = fit_models(snapshots, plan, names, families, options=options, progress=say)
+    test = snapshots[snapshots["as_of"] == plan.test_as_of]
+    if test.empty:
+        raise ValueError(f"no labelled accounts at the test as_of {plan.test_as_of.date()}")
+    say(f"evaluating on {len(test):,} accounts at {plan.test_as_of.date()}")
+    evaluation = evaluate(fit.scorer, test, seed=request.options.seed)
+    window_table = pd.DataFrame(
+        [
+            {
+                "window": r.window,
+                "train rows": r.n_train,
+                "valid rows": r.n_valid,
+                "defection logloss": r.defection_logloss[fit.capacity],
+                "value bias %": r.value_bias_pct,
+                **{f"brier {m}": b for m, b in r.brier.items()},
+            }
+            for r in fit.folds
+        ]
+    )
+    seconds = time.perf_counter() - started
+    fit.scorer.meta.update(
+        {
+            "model_name": request.model_name,
+            "horizon": str(request.horizon),
+            "decline": request.decline,
+            "population": "ever"
+            if request.activity_window is None
+            else f"order in last {request.activity_window}",
+            "test_as_of": str(plan.test_as_of.date()),
+            "train_as_of": [str(plan.train_as_of[0].date()), str(plan.train_as_of[-1].date())],
+            "data_end": str(end.date()),
+        }
+    )
+
+    say("logging to MLflow")
+    experiment_id = use_tracking(
+        request.tracking_uri, request.experiment, request.artifact_location
+    )
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.set_tags(
+            {
+                "test_as_of": str(plan.test_as_of.date()),
+                "horizon": str(request.horizon),
+                "decline": str(request.decline),
+            }
+        )
+        mlflow.log_params(
+            {
+                "horizon": str(request.horizon),
+                "decline": request.decline,
+                "population": fit.scorer.meta["population"],
+                "test_as_of": str(plan.test_as_of.date()),
+                "train_as_of_first": str(plan.train_as_of[0].date()),
+                "train_as_of_last": str(plan.train_as_of[-1].date()),
+                "train_rows": int(snapshots["as_of"].isin(plan.train_as_of).sum()),
+                "capacity": fit.capacity,
+                "calibration": fit.calibration,
+                "defection_trees": fit.scorer.meta["defection_trees"],
+                "value_trees": fit.scorer.meta["value_trees"],
+                "interval_level": request.options.interval_level,
+                "features": len(names),
+                **{f"data_{t}_rows": f["rows"] for t, f in fingerprint.items()},
+                **{f"data_{t}_hash": f["hash"] for t, f in fingerprint.items()},
+            }
+        )
+        metrics = evaluation.flat()
+        for (target, name), row in evaluation.table.iterrows():
+            metrics[f"test_{target}_{name}_ci_low"] = float(row["model_lo"])
+            metrics[f"test_{target}_{name}_ci_high"] = float(row["model_hi"])
+        metrics["test_rows"] = evaluation.n_rows
+        metrics["test_defections"] = evaluation.n_defections
+        metrics["train_seconds"] = seconds
+        mlflow.log_metrics(metrics)
+        log_json(fingerprint, "data/fingerprint.json")
+        log_json(
+            [{"name": f.name, "family": f.family, "description": f.description} for f in catalog],
+            "features/catalog.json",
+        )
+        mlflow.log_text(format_table(evaluation).to_markdown(), "evaluation/metrics.md")
+        mlflow.log_text(window_table.to_markdown(index=False), "evaluation/windows.md")
+        card = report.model_card(
+            name=request.model_name,
+            plan_text=plan.describe(),
+            population=fit.scorer.meta["population"],
+            horizon=str(request.horizon),
+            decline=request.decline,
+            evaluation=evaluation,
+            fit_notes=fit.notes,
+            window_table=window_table,
+            fingerprint=fingerprint,
+        )
+        mlflow.log_text(card, "model_card.md")
+        with tempfile.TemporaryDirectory() as tmp:  # artifacts are copied into the store
+            folder = Path(tmp)
+            importance = report.importance(fit.scorer)
+            mlflow.log_artifact(
+                str(report.plot_calibration(evaluation, folder / "calibration.png")), "plots"
+            )
+            mlflow.log_artifact(str(report.plot_gains(evaluation, folder / "gains.png")), "plots")
+            mlflow.log_artifact(
+                str(report.plot_importance(importance, folder / "importance.png")), "plots"
+            )
+            # kept so that promotion can score the champion on exactly these accounts
+            test.to_parquet(folder / "test_snapshot.parquet", index=False)
+            mlflow.log_artifact(str(folder / "test_snapshot.parquet"), "evaluation")
+            evaluation.predictions.to_parquet(folder / "test_predictions.parquet", index=False)
+            mlflow.log_artifact(str(folder / "test_predictions.parquet"), "evaluation")
+        info = log_bundle(
+            fit.scorer,
+            test,
+            registered_name=request.model_name if request.register else None,
+        )
+        version = getattr(info, "registered_model_version", None)
+    return TrainOutcome(
+        run.info.run_id,
+        str(version) if version is not None else None,
+        plan,
+        fit,
+        evaluation,
+        window_table,
+        seconds,
+    )
