@@ -21,11 +21,23 @@ from models.feature_spec import FeatureSpec
 
 PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
 OFFSET_FEATURE = "revenue_365d"
+TENURE_FEATURE = "tenure_days"
 
 
-def value_base(revenue: np.ndarray, scale: float) -> np.ndarray:
-    """Last period's revenue scaled to the horizon, floored at 1 (the value models' base)."""
-    return np.maximum(np.nan_to_num(np.asarray(revenue, dtype=float) * scale, nan=0.0), 1.0)
+def value_base(
+    revenue_365d: np.ndarray, tenure_days: np.ndarray | None, horizon_days: float
+) -> np.ndarray:
+    """The account's revenue run-rate over the horizon, floored at 1: the value models' base.
+
+    Revenue of the last 365 days per day the account has been buying (at least 30, at most 365)
+    times the horizon: a young account's year-to-date is not mistaken for its yearly spend.
+    """
+    revenue = np.nan_to_num(np.asarray(revenue_365d, dtype=float), nan=0.0)
+    if tenure_days is None:
+        days = np.full(len(revenue), 365.0)
+    else:
+        days = np.clip(np.nan_to_num(np.asarray(tenure_days, dtype=float) + 1, nan=365.0), 30, 365)
+    return np.maximum(revenue / days * horizon_days, 1.0)
 
 
 @dataclass
@@ -46,10 +58,11 @@ class Scorer:
         Quantile boosters on log1p(value) for the interval bounds.
     interval_margin
         Conformal widening (log1p scale) that brings the interval to its nominal coverage.
-    offset_feature, offset_scale
-        The value models predict a multiplicative change on last period's revenue
-        (``offset_scale * offset_feature``): trees cannot extrapolate to accounts larger than
-        any they were trained on, but a ratio carries over to any size.
+    offset_feature, tenure_feature, offset_scale
+        The value models predict a multiplicative change on the account's revenue run-rate
+        (:func:`value_base` of these features over a horizon of ``offset_scale`` days): trees
+        cannot extrapolate to accounts larger or older than any they were trained on, but a
+        ratio carries over to any size and age.
     meta
         Free-form facts about training (window, horizon, metrics, interval level).
     """
@@ -62,14 +75,17 @@ class Scorer:
     upper: lgb.Booster
     interval_margin: float = 0.0
     offset_feature: str | None = None
-    offset_scale: float = 1.0
+    tenure_feature: str | None = None
+    offset_scale: float = 365.0
     meta: dict[str, Any] = field(default_factory=dict)
 
     def value_offset(self, x: np.ndarray) -> np.ndarray:
         """Last period's revenue (scaled to the horizon), floored at 1: the value models' base."""
         if self.offset_feature is None:
             return np.ones(len(x))
-        return value_base(x[:, self.spec.names.index(self.offset_feature)], self.offset_scale)
+        names = self.spec.names
+        tenure = x[:, names.index(self.tenure_feature)] if self.tenure_feature else None
+        return value_base(x[:, names.index(self.offset_feature)], tenure, self.offset_scale)
 
     def predict_matrix(self, x: np.ndarray, *, num_threads: int = 0) -> dict[str, np.ndarray]:
         """Scores for a model matrix built by the spec."""
@@ -124,6 +140,7 @@ class Scorer:
             **self.meta,
             "interval_margin": self.interval_margin,
             "offset_feature": self.offset_feature,
+            "tenure_feature": self.tenure_feature,
             "offset_scale": self.offset_scale,
         }
         paths["meta"].write_text(json.dumps(meta, indent=1, default=str))
@@ -143,6 +160,7 @@ class Scorer:
             upper=lgb.Booster(model_file=artifacts["upper"]),
             interval_margin=float(meta.pop("interval_margin", 0.0)),
             offset_feature=meta.pop("offset_feature", None),
-            offset_scale=float(meta.pop("offset_scale", 1.0)),
+            tenure_feature=meta.pop("tenure_feature", None),
+            offset_scale=float(meta.pop("offset_scale", 365.0)),
             meta=meta,
         )

@@ -18,7 +18,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from models.calibration import METHODS, ProbabilityCalibrator
 from models.feature_spec import FeatureSpec
-from models.scorer import OFFSET_FEATURE, Scorer, value_base
+from models.scorer import OFFSET_FEATURE, TENURE_FEATURE, Scorer, value_base
 from training.metrics import bias_pct, coverage
 from training.splits import SplitPlan
 
@@ -137,16 +137,19 @@ def _train(
     )
 
 
-def _offset_of(names: list[str], horizon_days: float) -> tuple[str | None, float]:
-    if OFFSET_FEATURE in names:
-        return OFFSET_FEATURE, horizon_days / 365.0
-    return None, 1.0
+def _offset_of(names: list[str]) -> tuple[str | None, str | None]:
+    revenue = OFFSET_FEATURE if OFFSET_FEATURE in names else None
+    tenure = TENURE_FEATURE if TENURE_FEATURE in names else None
+    return revenue, tenure
 
 
-def _base(frame: pd.DataFrame, feature: str | None, scale: float) -> np.ndarray:
-    if feature is None:
+def _base(
+    frame: pd.DataFrame, revenue: str | None, tenure: str | None, horizon_days: float
+) -> np.ndarray:
+    if revenue is None:
         return np.ones(len(frame))
-    return value_base(frame[feature].to_numpy(dtype=float), scale)
+    tenure_days = frame[tenure].to_numpy(dtype=float) if tenure else None
+    return value_base(frame[revenue].to_numpy(dtype=float), tenure_days, horizon_days)
 
 
 def _value_target(frame: pd.DataFrame) -> np.ndarray:
@@ -203,10 +206,10 @@ def fit_models(
     final_train = rows(plan.train_as_of)
     spec = FeatureSpec.from_frame(final_train, feature_names, families)
     grid = capacity_grid(len(final_train))
-    offset_feature, offset_scale = _offset_of(list(spec.names), options.horizon_days)
+    offset_feature, tenure_feature = _offset_of(list(spec.names))
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
-        return _base(frame, offset_feature, offset_scale)
+        return _base(frame, offset_feature, tenure_feature, options.horizon_days)
 
     def log_base(frame: pd.DataFrame) -> np.ndarray:
         return np.log(base_of(frame))
@@ -312,7 +315,8 @@ def fit_models(
         upper=upper,
         interval_margin=margin,
         offset_feature=offset_feature,
-        offset_scale=offset_scale,
+        tenure_feature=tenure_feature,
+        offset_scale=options.horizon_days,
         meta={
             "capacity": capacity,
             "calibration": calibration,
