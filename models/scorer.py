@@ -57,7 +57,8 @@ class Scorer:
     lower, upper
         Quantile boosters on log1p(value) for the interval bounds.
     interval_margin
-        Conformal widening (log1p scale) that brings the interval to its nominal coverage.
+        Conformal widening of the lower and upper bound (log1p scale) that brings the interval
+        to its nominal coverage.
     offset_feature, tenure_feature, offset_scale
         The value models predict a multiplicative change on the account's revenue run-rate
         (:func:`value_base` of these features over a horizon of ``offset_scale`` days): trees
@@ -73,7 +74,7 @@ class Scorer:
     value: lgb.Booster
     lower: lgb.Booster
     upper: lgb.Booster
-    interval_margin: float = 0.0
+    interval_margin: tuple[float, float] = (0.0, 0.0)
     offset_feature: str | None = None
     tenure_feature: str | None = None
     offset_scale: float = 365.0
@@ -95,9 +96,11 @@ class Scorer:
         base = self.value_offset(x)
         value = np.exp(self.value.predict(x, raw_score=True, num_threads=threads)) * base
         log_base = np.log1p(base)
-        low = np.expm1(self.lower.predict(x, num_threads=threads) + log_base - self.interval_margin)
+        low = np.expm1(
+            self.lower.predict(x, num_threads=threads) + log_base - self.interval_margin[0]
+        )
         high = np.expm1(
-            self.upper.predict(x, num_threads=threads) + log_base + self.interval_margin
+            self.upper.predict(x, num_threads=threads) + log_base + self.interval_margin[1]
         )
         low = np.clip(np.minimum(low, value), 0.0, None)
         high = np.maximum(high, value)
@@ -158,7 +161,7 @@ class Scorer:
             value=lgb.Booster(model_file=artifacts["value"]),
             lower=lgb.Booster(model_file=artifacts["lower"]),
             upper=lgb.Booster(model_file=artifacts["upper"]),
-            interval_margin=float(meta.pop("interval_margin", 0.0)),
+            interval_margin=tuple(float(m) for m in meta.pop("interval_margin", (0.0, 0.0))),
             offset_feature=meta.pop("offset_feature", None),
             tenure_feature=meta.pop("tenure_feature", None),
             offset_scale=float(meta.pop("offset_scale", 365.0)),

@@ -256,7 +256,7 @@ def fit_models(
             spec, train, vt_tr, shape, options, report.value_best_iteration, base_of
         )
         log_y = np.log1p(vt_va) - np.log1p(base_of(valid))
-        value_scores.append(np.maximum(lo.predict(xv) - log_y, log_y - hi.predict(xv)))
+        value_scores.append(np.column_stack([lo.predict(xv) - log_y, log_y - hi.predict(xv)]))
         reports.append(report)
 
     if not reports:
@@ -278,7 +278,14 @@ def fit_models(
     calibration = _choose_calibration(raw_oos, y_oos, windows, reports, notes)
     calibrator = ProbabilityCalibrator(calibration).fit(raw_oos, y_oos)
 
-    margin = _conformal_margin(np.concatenate(value_scores), options.interval_level)
+    # Each bound gets its own conformal margin (at half the allowed miss rate): value errors are
+    # skewed, and one symmetric margin over-widened the upper side.
+    pooled = np.concatenate(value_scores)
+    side_level = 1 - (1 - options.interval_level) / 2
+    margin = (
+        _conformal_margin(pooled[:, 0], side_level),
+        _conformal_margin(pooled[:, 1], side_level),
+    )
 
     say(f"final fit on {len(final_train):,} rows ({len(plan.train_as_of)} as_of dates)")
     y_final = final_train["label_defection"].to_numpy(dtype=int)
