@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     )
     decline: float = Field(0.5, gt=0, le=1, description="defection = value < (1 - decline) x prior")
     seed: int = 7
+    tier_thresholds: tuple[float, float] = Field(
+        (0.7, 0.9),
+        description="cumulative shares of predicted value closing tiers A and B (Pareto rule)",
+    )
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default sqlite:///<workdir>/mlflow.db"
     )
@@ -63,6 +67,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_horizon(cls, value: str) -> str:
         Period.parse(value)
+        return value
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _check_tiers(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] < value[1] < 1:
+            raise ValueError("tier thresholds must satisfy 0 < A < B < 1, e.g. [0.7, 0.9]")
         return value
 
     @field_validator("activity_window")

@@ -260,10 +260,86 @@ def promote(
 
 
 @app.command()
+def score(
+    out: Annotated[Path | None, typer.Option(help="also write the scores to this file")] = None,
+    data: DataOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="default: the end of the data")
+    ] = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="model to use; default models:/<name>@champion")
+    ] = None,
+) -> None:
+    """Score every account with the champion: risk, value, drivers and actions, into the store."""
+    from models.errors import ModelNotLoadedError
+    from models.registry import load_model
+    from serving.batch import export_scores, score_accounts, write_scores
+    from serving.playbook import PlaybookError, load_playbook
+    from serving.settings import ServeSettings
+
+    settings = ServeSettings()
+    uri = model_uri or settings.resolved_model_uri
+    url = settings.store_url_for(data)
+    try:
+        model = load_model(uri, settings.resolved_tracking_uri)
+        playbook = load_playbook(settings.playbook_path)
+        from features.store import connect
+
+        con = connect(url)
+        with console.status(f"scoring with {uri}"):
+            frame = score_accounts(
+                con, model, as_of=as_of, playbook=playbook, tier_thresholds=settings.tier_thresholds
+            )
+        written = write_scores(con, frame)
+        con.disconnect()
+    except (ModelNotLoadedError, PlaybookError, DataContractError, EmptyWindowError) as err:
+        _fail(str(err))
+        return
+    if out is not None:
+        export_scores(frame, out)
+    top = frame.head(5)[["account_id", "tier", "defection_probability", "value_at_risk"]]
+    console.print(top.to_string(index=False, float_format="{:,.2f}".format))
+    console.print(
+        f"scored {len(frame):,} accounts at {frame['as_of'].iloc[0].date()} with {uri} "
+        f"(playbook {playbook.version}); {written:,} rows in the store's scores table"
+        + (f"; written to {out}" if out else "")
+    )
+
+
+@app.command()
+def serve(
+    data: DataOpt = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+) -> None:
+    """Serve the API and the at-risk page for the scores in the store."""
+    from serving.server import UnsafeBindError, run
+    from serving.settings import ServeSettings
+
+    overrides = {
+        k: v for k, v in {"data_dir": data, "host": host, "port": port}.items() if v is not None
+    }
+    settings = ServeSettings(**overrides)
+    base = f"http://{settings.host}:{settings.port}"
+    key = ' -H "X-API-Key: $KEY"' if settings.api_keys or settings.api_keys_file else ""
+    console.print(f"serving {settings.resolved_model_uri} on {base}")
+    console.print(f"  at-risk page:  {base}/")
+    console.print(f"  API docs:      {base}/docs")
+    console.print(f"  try:           curl -s{key} '{base}/v1/at-risk?tier=A&limit=5'")
+    try:
+        run(settings)
+    except UnsafeBindError as err:
+        _fail(str(err))
+
+
+@app.command()
 def demo(
     accounts: Annotated[int | None, typer.Option(help="accounts in the demo world")] = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="end by serving the API and page")
+    ] = True,
 ) -> None:
-    """Run the whole product on a synthetic world: simulate, ingest, features, train, promote."""
+    """Run the whole product on a synthetic world: simulate ... train, promote, score, serve."""
     settings = _settings()
     data_dir = settings.resolved_data_dir
     n = accounts or settings.demo_accounts
@@ -291,6 +367,11 @@ def demo(
     train(data=data_dir)
     console.rule("5. promote")
     promote()
+    console.rule("6. score")
+    score(data=data_dir)
+    if serve_after:
+        console.rule("7. serve (Ctrl-C stops)")
+        serve(data=data_dir)
 
 
 def _progress() -> Progress:

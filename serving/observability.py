@@ -1,0 +1,114 @@
+"""Prometheus metrics of the service: requests by route and status, latency, model and scores.
+
+Each app gets its own registry, so several apps (tests, one process per worker) never share or
+double-register collectors.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.state import ServingState
+
+# Fine buckets below 25 ms: the single-score target is a p99 of 20 ms.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+)
+UNMATCHED = "unmatched"
+
+
+class Metrics:
+    """The service's collectors, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kam_http_requests",
+            "HTTP requests by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kam_http_request_duration_seconds",
+            "Time to answer HTTP requests, by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.model = Info("kam_model", "The model being served.", registry=self.registry)
+        self.model_loaded = Gauge(
+            "kam_model_loaded", "1 when a model is loaded, else 0.", registry=self.registry
+        )
+        self.scores_loaded = Gauge(
+            "kam_scores_loaded_accounts",
+            "Accounts whose latest scores are loaded.",
+            registry=self.registry,
+        )
+        self.scores_as_of = Gauge(
+            "kam_scores_as_of_timestamp_seconds",
+            "Latest as_of of the loaded scores (Unix time).",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "kam_reloads",
+            "Reloads of model and scores, by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def observe_state(self, state: ServingState) -> None:
+        """Describe the loaded model and scores."""
+        model = state.model
+        self.model.info(
+            {
+                "name": (model.name or "") if model else "",
+                "version": (model.version or "") if model else "",
+                "alias": (model.alias or "") if model else "",
+                "uri": state.model_uri,
+            }
+        )
+        self.model_loaded.set(1 if model is not None else 0)
+        scores = state.scores
+        self.scores_loaded.set(len(scores) if scores is not None else 0)
+        as_of = scores.as_of if scores is not None else None
+        self.scores_as_of.set(calendar.timegm(as_of.timetuple()) if as_of else 0)
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template (never the raw path).
+
+    A plain ASGI middleware rather than ``BaseHTTPMiddleware``: it adds microseconds, not a
+    task and a stream per request.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)

@@ -1,0 +1,344 @@
+"""Recommended retention actions: the playbook's actions whose triggers match each account.
+
+An action is recommended for an account when its tiers include the account's tier, its trigger
+matches (one of the account's top drivers has a listed cause, family or feature, and every
+feature condition holds), and it was not taken for the account within its cool-down. Up to
+three are kept per account, ranked by
+
+1. how strongly the cause the action addresses drives the account's risk: the summed positive
+   SHAP contributions of the features pointing to that cause,
+2. the contribution of the strongest driver that triggers it (0 for actions triggered by
+   conditions alone),
+3. the action's position in the playbook.
+
+Each carries its owner, a due date (as_of + due_in_days) and the reason in the account's own
+figures: the phrase of the driver that triggered it. Matching is done for all accounts at once
+on arrays, one playbook action at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.drivers import Drivers
+from serving.phrasebook import CAUSES, Phrasebook
+from serving.playbook import Playbook
+
+DEFAULT_MAX_ACTIONS = 3
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Recommended actions per account, as (accounts x slots) arrays; slot 0 comes first.
+
+    Attributes
+    ----------
+    playbook
+        The playbook the actions come from (``playbook.actions[code]``).
+    code
+        Index of the action in the playbook, -1 for an empty slot.
+    reason
+        Why, in the account's own figures (the triggering driver's phrase).
+    due
+        Due date (``datetime64[D]``; NaT for an empty slot).
+    score
+        Strength of the triggering driver (log-odds; 0 when triggered by conditions alone).
+    """
+
+    playbook: Playbook
+    code: np.ndarray
+    reason: np.ndarray
+    due: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def records(self, i: int) -> list[dict[str, Any]]:
+        """Account ``i``'s actions: action_id, title, technique, owner, due_date, reason, cause."""
+        out: list[dict[str, Any]] = []
+        for s in range(self.code.shape[1]):
+            code = int(self.code[i, s])
+            if code < 0:
+                break
+            action = self.playbook.actions[code]
+            out.append(
+                {
+                    "action_id": action.id,
+                    "title": action.title,
+                    "technique": action.technique,
+                    "owner": action.owner,
+                    "due_date": str(self.due[i, s]),
+                    "reason": self.reason[i, s],
+                    "cause": action.cause,
+                }
+            )
+        return out
+
+    def first(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Title, owner and due date of each account's first action (None / NaT when none)."""
+        has = self.code[:, 0] >= 0
+        titles = np.array([a.title for a in self.playbook.actions], dtype=object)
+        owners = np.array([a.owner for a in self.playbook.actions], dtype=object)
+        at = np.where(has, self.code[:, 0], 0)
+        return (
+            np.where(has, titles[at], None).astype(object),
+            np.where(has, owners[at], None).astype(object),
+            self.due[:, 0],
+        )
+
+    def to_json(self) -> np.ndarray:
+        """Each account's actions as a JSON list of objects (see :meth:`records`)."""
+        n, m = self.code.shape
+        heads = [
+            '{"action_id": ' + json.dumps(a.id)
+            + ', "title": ' + json.dumps(a.title, ensure_ascii=False)
+            + ', "technique": ' + json.dumps(a.technique)
+            + ', "owner": ' + json.dumps(a.owner)
+            for a in self.playbook.actions
+        ]
+        causes = [', "cause": ' + json.dumps(a.cause) + "}" for a in self.playbook.actions]
+        escaped: dict[Any, str] = {}
+        due = self.due.astype(str)
+        slots: list[list[str]] = []
+        for s in range(m):
+            texts: list[str] = []
+            for code, reason, day in zip(
+                self.code[:, s].tolist(), self.reason[:, s].tolist(), due[:, s].tolist(),
+                strict=True,
+            ):
+                if code < 0:
+                    texts.append("")
+                    continue
+                quoted = escaped.get(reason)
+                if quoted is None:
+                    quoted = escaped[reason] = json.dumps(reason, ensure_ascii=False)
+                texts.append(
+                    f'{heads[code]}, "due_date": "{day}", "reason": {quoted}{causes[code]}'
+                )
+            slots.append(texts)
+        rows = ["[" + ", ".join(t for t in parts if t) + "]" for parts in zip(*slots, strict=True)]
+        return np.array(rows if m else ["[]"] * n, dtype=object)
+
+
+def recommend(
+    playbook: Playbook,
+    drivers: Drivers,
+    values: Mapping[str, np.ndarray],
+    tiers: np.ndarray,
+    as_of: Any,
+    phrasebook: Phrasebook,
+    *,
+    days_since_taken: np.ndarray | None = None,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> Recommendations:
+    """Match the playbook against every account's drivers, features, tier and history.
+
+    Parameters
+    ----------
+    playbook
+        The retention playbook.
+    drivers
+        The accounts' drivers (:func:`serving.drivers.compute_drivers`).
+    values
+        Feature name -> float array over the accounts, for the trigger conditions. A condition
+        on a feature absent from ``values`` (not in the data at all) is not checked.
+    tiers
+        Tier per account (``"A"``, ``"B"``, ``"C"``); ``None`` lets every tier's actions apply.
+    as_of
+        Scoring date, a scalar or one per account; due dates count from it.
+    phrasebook
+        Phrases the reason of an action triggered by conditions alone.
+    days_since_taken
+        (accounts x playbook actions) days since each action was last taken for the account,
+        NaN when never (see :func:`days_since_taken`); actions inside their cool-down are not
+        recommended.
+    max_actions
+        Actions kept per account.
+
+    Returns
+    -------
+    Recommendations
+    """
+    n = len(drivers)
+    n_actions = len(playbook.actions)
+    tiers = np.asarray(tiers, dtype=object)
+    slot_ok = drivers.family_code >= 0
+    # a driver slot's codes, shifted so that an empty slot (-1) indexes a trailing False
+    fam_idx = np.where(slot_ok, drivers.family_code, len(drivers.families))
+    feat_idx = np.where(slot_ok, drivers.feature_code, len(drivers.feature_names))
+    cause_idx = np.where(slot_ok, drivers.cause_code, len(CAUSES))
+    contribution = np.where(slot_ok, drivers.contribution, -np.inf)
+    rows = np.arange(n)
+
+    plan = _plan(playbook, drivers.families, drivers.feature_names)
+    tier_code = _tier_codes(tiers)
+    score = np.full((n, n_actions), -np.inf)
+    reason_slot = np.full((n, n_actions), -1, dtype=np.int64)
+    for a, action in enumerate(playbook.actions):
+        eligible = plan.tier_ok[a][tier_code]
+        for condition in action.trigger.conditions:
+            if condition.feature in values:
+                eligible &= condition.holds(values, n)
+        if days_since_taken is not None and action.cool_down_days > 0:
+            with np.errstate(invalid="ignore"):
+                eligible &= ~(days_since_taken[:, a] < action.cool_down_days)
+        if action.trigger.needs_driver:
+            match = (
+                plan.family_ok[a][fam_idx] | plan.feature_ok[a][feat_idx]
+                | plan.cause_ok[a][cause_idx]
+            )
+            matched = np.where(match, contribution, -np.inf)
+            slot = np.argmax(matched, axis=1) if matched.shape[1] else np.zeros(n, dtype=int)
+            best = matched[rows, slot] if matched.shape[1] else np.full(n, -np.inf)
+            eligible &= np.isfinite(best)
+            score[:, a] = np.where(eligible, best, -np.inf)
+            reason_slot[:, a] = slot
+        else:
+            score[:, a] = np.where(eligible, 0.0, -np.inf)
+            reason_slot[:, a] = np.where(slot_ok[:, 0], 0, -1) if slot_ok.shape[1] else -1
+    strength = drivers.cause_strength[:, plan.cause_index]
+
+    position = np.broadcast_to(np.arange(n_actions), (n, n_actions))
+    primary = np.where(np.isfinite(score), strength, -np.inf)
+    order = np.lexsort((position, -score, -primary), axis=-1)[:, :max_actions]
+    kept = np.take_along_axis(score, order, axis=1)
+    code = np.where(np.isfinite(kept), order, -1)
+    m = code.shape[1]
+
+    reason = np.full((n, max_actions), None, dtype=object)
+    due = np.full((n, max_actions), np.datetime64("NaT"), dtype="datetime64[D]")
+    best_score = np.full((n, max_actions), np.nan)
+    base = _days(as_of, n)
+    due_in = plan.due_in
+    for s in range(m):
+        has = code[:, s] >= 0
+        at = np.where(has, code[:, s], 0)
+        slot = reason_slot[rows, at]
+        from_driver = has & (slot >= 0)
+        reason[from_driver, s] = drivers.phrase[rows[from_driver], slot[from_driver]]
+        due[has, s] = base[has] + due_in[at[has]]
+        best_score[has, s] = kept[has, s]
+        # actions triggered by conditions alone: say the first condition with the figures
+        for a in np.unique(at[has & ~from_driver]):
+            who = np.flatnonzero(has & ~from_driver & (at == a))
+            conditions = playbook.actions[a].trigger.conditions
+            if conditions and conditions[0].feature in values:
+                reason[who, s] = phrasebook.render(conditions[0].feature, values, who)
+            else:
+                reason[who, s] = f"tier {playbook.actions[a].tiers[0]} account"
+    if m < max_actions:
+        code = np.hstack([code, np.full((n, max_actions - m), -1, dtype=np.int64)])
+    return Recommendations(playbook, code, reason, due, best_score)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a playbook fixes for a given driver vocabulary, per action."""
+
+    tier_ok: np.ndarray  # (actions, 4): tiers A, B, C and unknown
+    family_ok: tuple[np.ndarray, ...]  # padded with a trailing False for empty slots
+    feature_ok: tuple[np.ndarray, ...]
+    cause_ok: tuple[np.ndarray, ...]
+    cause_index: np.ndarray
+    due_in: np.ndarray
+
+
+_TIER_CODE = {"A": 0, "B": 1, "C": 2}
+_PLANS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Playbook, _Plan]] = {}
+
+
+def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ...]) -> _Plan:
+    # built once per playbook and model: the online path recommends for one row at a time
+    key = (id(playbook), tuple(families), tuple(features))
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is playbook:
+        return hit[1]
+    tier_ok = np.zeros((len(playbook.actions), 4), dtype=bool)
+    tier_ok[:, 3] = True  # an unknown tier lets every action apply
+    for a, action in enumerate(playbook.actions):
+        tier_ok[a, [_TIER_CODE[t] for t in action.tiers]] = True
+
+    def padded(names: tuple[str, ...], wanted: list[str]) -> np.ndarray:
+        return np.append(np.isin(np.array(names, dtype=object), wanted), False)
+
+    plan = _Plan(
+        tier_ok=tier_ok,
+        family_ok=tuple(padded(families, a.trigger.families) for a in playbook.actions),
+        feature_ok=tuple(padded(features, a.trigger.features) for a in playbook.actions),
+        cause_ok=tuple(padded(CAUSES, a.trigger.causes) for a in playbook.actions),
+        cause_index=np.array([CAUSES.index(a.cause) for a in playbook.actions]),
+        due_in=np.array([a.due_in_days for a in playbook.actions], dtype="timedelta64[D]"),
+    )
+    if len(_PLANS) >= 16:
+        _PLANS.clear()
+    _PLANS[key] = (playbook, plan)
+    return plan
+
+
+def _tier_codes(tiers: np.ndarray) -> np.ndarray:
+    return np.array([_TIER_CODE.get(t, 3) for t in tiers.tolist()], dtype=np.int64)
+
+
+def _days(as_of: Any, n: int) -> np.ndarray:
+    if np.ndim(as_of) == 0:
+        return np.full(n, np.datetime64(pd.Timestamp(as_of).date(), "D"))
+    return pd.to_datetime(np.asarray(as_of)).to_numpy().astype("datetime64[D]")
+
+
+def days_since_taken(
+    con: Any, account_ids: np.ndarray, as_of: Any, playbook: Playbook
+) -> np.ndarray | None:
+    """Days since each playbook action was last taken for each account, as of ``as_of``.
+
+    Reads the store's ``actions`` table (account_id, taken_at, action); only actions taken on or
+    before as_of and within the longest cool-down count.
+
+    Parameters
+    ----------
+    con
+        Ibis connection to the store.
+    account_ids
+        The accounts, in the order of the result's rows.
+    as_of
+        The scoring date.
+    playbook
+        The playbook; the result's columns follow its actions.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (accounts x actions) days, NaN where not taken in the window; None when the store has
+        no actions table.
+    """
+    if "actions" not in con.list_tables():
+        return None
+    day = pd.Timestamp(as_of).normalize()
+    longest = max(a.cool_down_days for a in playbook.actions)
+    t = con.table("actions")
+    taken_day = t.taken_at.date()
+    recent = t.filter(
+        t.action.isin(list(playbook.ids)),
+        taken_day <= day.date(),
+        taken_day > (day - pd.Timedelta(days=longest)).date(),
+    )
+    last = recent.group_by(["account_id", "action"]).aggregate(last=recent.taken_at.max())
+    frame = con.execute(last)
+    out = np.full((len(account_ids), len(playbook.actions)), np.nan)
+    if frame.empty:
+        return out
+    row_of = pd.Index(pd.Series(account_ids, dtype=object))
+    rows = row_of.get_indexer(frame["account_id"].astype(object))
+    cols = pd.Index(list(playbook.ids)).get_indexer(frame["action"])
+    keep = (rows >= 0) & (cols >= 0)
+    last_day = pd.to_datetime(frame["last"]).dt.normalize()
+    days = (day - last_day).dt.days.to_numpy(dtype=float)
+    out[rows[keep], cols[keep]] = days[keep]
+    return out
+

@@ -1,0 +1,225 @@
+"""The HTTP API's schemas, as a family apart from the internal frames.
+
+Scores of known accounts (``AccountScore`` and what embeds it), requests (``ScoreRequest``,
+``FeatureRowRequest``), the ranked list (``AtRiskPage``), and what the service says about itself
+(``ModelInfo``, ``Readiness``, ``ReloadResult``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH_IDS = 1000
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+MAX_FEATURES = 1000
+
+Tier = Literal["A", "B", "C"]
+FeatureValue = float | str | bool | None
+
+
+class Driver(BaseModel):
+    """A family of features that pushes the account's defection risk up, in business words."""
+
+    family: str = Field(description="feature family, e.g. service, supply, relationship")
+    cause: str | None = Field(None, description="defection cause the family points to")
+    feature: str = Field(description="the strongest feature inside the family")
+    contribution: float = Field(description="the family's SHAP contribution (log-odds)")
+    phrase: str = Field(description="the driver with the account's own figures")
+
+
+class ActionRecommendation(BaseModel):
+    """A retention action from the playbook, with who owns it and by when."""
+
+    action_id: str
+    title: str
+    technique: str = Field(description="retention technique the action applies")
+    owner: str = Field(description="AR, SR, FR or executive sponsor")
+    due_date: dt.date | None = None
+    reason: str | None = Field(None, description="why, in the account's own figures")
+    cause: str | None = Field(None, description="defection cause the action addresses")
+
+
+class AccountScore(BaseModel):
+    """An account's latest score: risk, value with interval, tier, stage, drivers and actions."""
+
+    account_id: str
+    name: str | None = None
+    industry: str | None = None
+    region: str | None = None
+    account_manager: str | None = None
+    as_of: dt.date = Field(description="the date the features were taken at")
+    defection_probability: float = Field(ge=0, le=1, description="calibrated, over the horizon")
+    value: float = Field(description="predicted net revenue over the horizon")
+    value_low: float = Field(description="lower bound of the value interval")
+    value_high: float = Field(description="upper bound of the value interval")
+    value_at_stake: float | None = Field(
+        description="revenue the account could take away (last year's); null when unknown"
+    )
+    value_at_risk: float | None = Field(
+        description="defection probability x value at stake; null when unknown"
+    )
+    tier: str | None = Field(None, description="A/B/C by cumulative share of predicted value")
+    relationship_stage: str | None = None
+    rank: int | None = Field(None, description="position by value at risk (1 = most at risk)")
+    model_name: str | None = None
+    model_version: str | None = None
+    playbook_version: str | None = None
+    scored_at: dt.datetime | None = None
+    drivers: list[Driver] = Field(
+        default_factory=list, description="what pushes the risk up, strongest first"
+    )
+    actions: list[ActionRecommendation] = Field(
+        default_factory=list, description="recommended retention actions, first one first"
+    )
+
+
+class ScoreRequest(BaseModel):
+    """Account ids whose latest scores are wanted."""
+
+    # CRMs often hold numeric ids: accept 1042 as "1042"
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    account_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+
+
+class AccountScores(BaseModel):
+    """Latest scores of the requested accounts (in request order) and the ids not known."""
+
+    items: list[AccountScore]
+    unknown: list[str]
+
+
+class FeatureRowRequest(BaseModel):
+    """One account's features, computed by the caller; features left out count as missing."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "A-1042",
+                    "as_of": "2025-12-31",
+                    "features": {"revenue_365d": 182000.0, "recency_days": 41, "region": "north"},
+                }
+            ]
+        }
+    )
+
+    account_id: str | None = Field(None, description="echoed back; not looked up")
+    as_of: dt.date | None = Field(None, description="date of the features; due dates count from it")
+    features: dict[str, FeatureValue] = Field(
+        max_length=MAX_FEATURES, description="feature name -> value"
+    )
+
+
+class FeatureRowScore(BaseModel):
+    """Scores of a posted feature row."""
+
+    account_id: str | None = None
+    as_of: dt.date | None = None
+    defection_probability: float = Field(ge=0, le=1)
+    value: float
+    value_low: float
+    value_high: float
+    value_at_stake: float | None = None
+    value_at_risk: float | None = None
+    tier: str | None = None
+    relationship_stage: str | None = None
+    drivers: list[Driver] = Field(default_factory=list)
+    actions: list[ActionRecommendation] = Field(default_factory=list)
+    missing_features: list[str] = Field(
+        default_factory=list, description="features of the model the row did not give"
+    )
+    model_name: str | None = None
+    model_version: str | None = None
+    playbook_version: str | None = None
+
+
+class AtRiskFilters(BaseModel):
+    """The filters a page of the at-risk list was selected with."""
+
+    tier: list[Tier] | None = None
+    region: str | None = None
+    account_manager: str | None = None
+    min_value_at_risk: float | None = None
+
+
+class AtRiskPage(BaseModel):
+    """A page of the ranked at-risk list, sorted by value at risk (largest first)."""
+
+    total: int = Field(description="accounts matching the filters, over all pages")
+    limit: int
+    offset: int
+    filters: AtRiskFilters
+    items: list[AccountScore]
+
+
+class FeatureInfo(BaseModel):
+    """A model input."""
+
+    name: str
+    family: str
+    categories: list[str] | None = Field(None, description="known levels of a categorical feature")
+
+
+class ScoresInfo(BaseModel):
+    """The scores table the service answers from."""
+
+    accounts: int
+    as_of: dt.date | None = None
+    scored_at: dt.datetime | None = None
+    model_version: str | None = Field(None, description="model version that produced the scores")
+    playbook_version: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """The model being served: registry identity, training window, test metrics, features."""
+
+    name: str | None
+    version: str | None
+    alias: str | None
+    uri: str
+    run_id: str | None
+    horizon: str | None = None
+    train_as_of: list[str] | None = Field(None, description="first and last training as_of")
+    test_as_of: str | None = None
+    data_end: str | None = None
+    metrics: dict[str, float] = Field(description="out-of-time test metrics")
+    features: list[FeatureInfo]
+    scores: ScoresInfo | None = None
+    loaded_at: dt.datetime
+
+
+class Readiness(BaseModel):
+    """Whether the service can answer scoring calls, and what is missing when it cannot."""
+
+    ready: bool
+    model_version: str | None = None
+    scores_accounts: int = 0
+    missing: dict[str, str] = Field(default_factory=dict, description="component -> why")
+
+
+class ReloadResult(BaseModel):
+    """What a reload swapped in."""
+
+    model_version: str | None
+    previous_model_version: str | None
+    scores_accounts: int
+    scores_as_of: dt.date | None = None
+    seconds: float
+    missing: dict[str, str] = Field(default_factory=dict)
+
+
+class Problem(BaseModel):
+    """Why a request was refused or could not be answered."""
+
+    detail: str
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"] = "ok"

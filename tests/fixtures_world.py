@@ -1,0 +1,104 @@
+"""Simulated, ingested and trained worlds for tests, each built once per test run.
+
+Import the fixtures into a test module (``from tests.fixtures_world import small_world``) or
+call :func:`shared_world` for another size. A world is a simulated key-account history (with
+its ground truth), ingested into a DuckDB store, and a model trained on it into a temporary
+MLflow store, following the recipe of ``tests/test_training.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from features.ingest import ingest
+from features.store import connect
+from features.synthetic import simulate
+from models.registry import LoadedModel, load_model
+from training.run import TrainRequest, train_candidate
+
+SMALL_ACCOUNTS = 600
+LARGE_ACCOUNTS = 3000
+YEARS = 5
+SEED = 11
+
+
+@dataclass
+class World:
+    """One simulated world: its data folder, store, tracking store and trained model."""
+
+    root: Path
+    data: Path
+    store: str
+    tracking: str
+    model_name: str
+    accounts: int
+    _model: LoadedModel | None = field(default=None, repr=False)
+
+    def connect(self) -> Any:
+        """Read-only connection to the world's store."""
+        return connect(self.store, read_only=True)
+
+    @property
+    def store_file(self) -> Path:
+        return Path(self.store.removeprefix("duckdb:///"))
+
+    def model(self) -> LoadedModel:
+        """The trained model (version 1), loaded once."""
+        if self._model is None:
+            self._model = load_model(f"models:/{self.model_name}/1", self.tracking)
+        return self._model
+
+    def truth(self, name: str) -> pd.DataFrame:
+        """A ground-truth table written by the simulator (e.g. ``defections``)."""
+        return pd.read_parquet(self.data / "truth" / f"{name}.parquet")
+
+
+_WORLDS: dict[tuple[int, int, int], World] = {}
+
+
+def build_world(root: Path, accounts: int, *, years: int = YEARS, seed: int = SEED) -> World:
+    """Simulate, ingest and train a world under ``root``."""
+    data = root / "data"
+    simulate(accounts, years, seed, data)
+    store = f"duckdb:///{data / 'kam.duckdb'}"
+    ingest(data, store)
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    name = f"kam-serving-{accounts}"
+    train_candidate(
+        TrainRequest(
+            store_url=store,
+            tracking_uri=tracking,
+            experiment="serving-tests",
+            model_name=name,
+            artifact_location=(root / "artifacts").as_uri(),
+        )
+    )
+    return World(root, data, store, tracking, name, accounts)
+
+
+def shared_world(
+    factory: pytest.TempPathFactory, accounts: int, *, years: int = YEARS, seed: int = SEED
+) -> World:
+    """The world of this size and seed, built on first use and reused for the whole run."""
+    key = (accounts, years, seed)
+    if key not in _WORLDS:
+        _WORLDS[key] = build_world(factory.mktemp(f"world{accounts}"), accounts, years=years,
+                                   seed=seed)
+    return _WORLDS[key]
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """600 accounts over five years: enough for a model that beats its baselines."""
+    return shared_world(tmp_path_factory, SMALL_ACCOUNTS)
+
+
+@pytest.fixture(scope="session")
+def large_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """3,000 accounts over five years, for the ground-truth checks (slow to build)."""
+    return shared_world(tmp_path_factory, LARGE_ACCOUNTS)
