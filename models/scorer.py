@@ -40,6 +40,14 @@ def value_base(
     return np.maximum(revenue / days * horizon_days, 1.0)
 
 
+def _margins(saved: float | list[float]) -> tuple[float, float]:
+    # bundles saved before per-bound margins hold one symmetric margin
+    if isinstance(saved, int | float):
+        return float(saved), float(saved)
+    low, high = saved
+    return float(low), float(high)
+
+
 @dataclass
 class Scorer:
     """Fitted models and everything needed to apply them to feature rows.
@@ -161,7 +169,7 @@ class Scorer:
             value=lgb.Booster(model_file=artifacts["value"]),
             lower=lgb.Booster(model_file=artifacts["lower"]),
             upper=lgb.Booster(model_file=artifacts["upper"]),
-            interval_margin=tuple(float(m) for m in meta.pop("interval_margin", (0.0, 0.0))),
+            interval_margin=_margins(meta.pop("interval_margin", 0.0)),
             offset_feature=meta.pop("offset_feature", None),
             tenure_feature=meta.pop("tenure_feature", None),
             offset_scale=float(meta.pop("offset_scale", 365.0)),
