@@ -246,13 +246,15 @@ def score_frame(
     probability = predictions["defection_probability"]
     stake = np.clip(np.nan_to_num(values.get(STAKE_FEATURE, np.zeros(n)), nan=0.0), 0.0, None)
     at_risk = probability * stake
+    ids = snapshot["account_id"].astype(str).to_numpy(dtype=object)
+    order = np.lexsort((ids, -at_risk))  # rank order: value at risk, then account id
     tiers = assign_tiers(value, tier_thresholds)
     if driver_limit is None or driver_limit >= n:
         contributions = scorer.contributions(x)
     else:
         # all-zero contributions give no drivers: those accounts get driver-free actions only
         contributions = np.zeros((n, len(scorer.spec.names) + 1))
-        chosen = np.argsort(-at_risk, kind="stable")[: max(driver_limit, 0)]
+        chosen = order[: max(driver_limit, 0)]
         if len(chosen):
             contributions[chosen] = scorer.contributions(x[chosen])
     drivers = compute_drivers(contributions, scorer.spec, values, phrasebook)
@@ -267,8 +269,6 @@ def score_frame(
         max_actions=max_actions,
     )
 
-    ids = snapshot["account_id"].astype(str).to_numpy(dtype=object)
-    order = np.lexsort((ids, -at_risk))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(1, n + 1)
     top_phrase, top_cause = drivers.top()

@@ -68,9 +68,6 @@ class Drivers:
     def __len__(self) -> int:
         return len(self.contribution)
 
-    def _name(self, names: Sequence[str], code: int) -> str | None:
-        return names[code] if code >= 0 else None
-
     def records(self, i: int) -> list[dict[str, object]]:
         """Account ``i``'s drivers as dicts: family, cause, feature, contribution, phrase."""
         out: list[dict[str, object]] = []
@@ -379,6 +376,15 @@ def _phrase_slot(
     extra = rows[second[rows] >= 0]
     for code in np.unique(second[extra]):
         at = extra[second[extra] == code]
+        # the runner-up joins only when it says something: a real phrasing, new parts only
+        said = phrasebook.choose(names[code], values, at) >= 0
+        at = at[said]
         more = phrasebook.render(names[code], values, at)
-        out[at] = [f"{a}; {b}" for a, b in zip(out[at].tolist(), more.tolist(), strict=True)]
+        out[at] = [_join(a, b) for a, b in zip(out[at].tolist(), more.tolist(), strict=True)]
     return out
+
+
+def _join(first: str, second: str) -> str:
+    parts = first.split("; ")
+    new = [p for p in second.split("; ") if p not in parts]
+    return "; ".join(parts + new)

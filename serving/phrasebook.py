@@ -202,6 +202,7 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "ratio": lambda v: f"{v:.1f}",
     "num": lambda v: f"{v:.1f}",
     "signed": lambda v: f"{v:+.2f}",
+    "abs": lambda v: f"{abs(v):.2f}",
     "years": lambda v: f"{v / 365.25:.1f}",
     "months12": lambda v: f"{round(v * 12):d}",
 }
@@ -287,7 +288,7 @@ class _VariantModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     when: str | list[str] | None = None
-    cause: Cause | None = None
+    cause: Cause | Literal["evidence"] | None = None
     text: str = Field(min_length=1)
 
 
@@ -300,7 +301,8 @@ class _EntryModel(BaseModel):
 
     @model_validator(mode="after")
     def _evidence_needs_otherwise(self) -> _EntryModel:
-        if self.cause == "evidence" and self.otherwise is None:
+        uses = self.cause == EVIDENCE or any(v.cause == EVIDENCE for v in self.say)
+        if uses and self.otherwise is None:
             raise ValueError("cause 'evidence' needs an 'otherwise' cause")
         return self
 
@@ -425,7 +427,10 @@ class Phrasebook:
             chosen = self.choose(feature, values)
             for k, phrasing in enumerate(phrasings):
                 if phrasing.cause:
-                    out[chosen == k] = CAUSES.index(phrasing.cause)
+                    out[chosen == k] = (
+                        EVIDENCE_CODE if phrasing.cause == EVIDENCE
+                        else CAUSES.index(phrasing.cause)
+                    )
         return out
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from serving.drivers import Drivers
-from serving.phrasebook import CAUSES, Phrasebook
+from serving.phrasebook import CAUSES, Condition, Phrasebook
 from serving.playbook import Playbook
 
 DEFAULT_MAX_ACTIONS = 3
@@ -178,31 +178,31 @@ def recommend(
     rows = np.arange(n)
 
     plan = _plan(playbook, drivers.families, drivers.feature_names)
-    tier_code = _tier_codes(tiers)
-    score = np.full((n, n_actions), -np.inf)
-    reason_slot = np.full((n, n_actions), -1, dtype=np.int64)
-    for a, action in enumerate(playbook.actions):
-        eligible = plan.tier_ok[a][tier_code]
-        for condition in action.trigger.conditions:
-            if condition.feature in values:
-                eligible &= condition.holds(values, n)
-        if days_since_taken is not None and action.cool_down_days > 0:
-            with np.errstate(invalid="ignore"):
-                eligible &= ~(days_since_taken[:, a] < action.cool_down_days)
-        if action.trigger.needs_driver:
-            match = (
-                plan.family_ok[a][fam_idx] | plan.feature_ok[a][feat_idx]
-                | plan.cause_ok[a][cause_idx]
-            )
-            matched = np.where(match, contribution, -np.inf)
-            slot = np.argmax(matched, axis=1) if matched.shape[1] else np.zeros(n, dtype=int)
-            best = matched[rows, slot] if matched.shape[1] else np.full(n, -np.inf)
-            eligible &= np.isfinite(best)
-            score[:, a] = np.where(eligible, best, -np.inf)
-            reason_slot[:, a] = slot
-        else:
-            score[:, a] = np.where(eligible, 0.0, -np.inf)
-            reason_slot[:, a] = np.where(slot_ok[:, 0], 0, -1) if slot_ok.shape[1] else -1
+    # (accounts x actions) eligibility: tier, feature conditions, cool-down
+    eligible = plan.tier_ok[:, _tier_codes(tiers)].T.copy()
+    for condition, users in plan.conditions:
+        if condition.feature in values:
+            eligible[:, users] &= condition.holds(values, n)[:, None]
+    if days_since_taken is not None:
+        eligible &= ~(days_since_taken < plan.cool_down)
+    # (accounts x actions x slots) driver matches; the strongest matching slot is the reason
+    k = contribution.shape[1]
+    if k:
+        match = (
+            plan.family_ok[:, fam_idx] | plan.feature_ok[:, feat_idx] | plan.cause_ok[:, cause_idx]
+        ).transpose(1, 0, 2)
+        matched = np.where(match, contribution[:, None, :], -np.inf)
+        slot = np.argmax(matched, axis=2)
+        best = np.take_along_axis(matched, slot[:, :, None], axis=2)[:, :, 0]
+    else:
+        slot = np.zeros((n, n_actions), dtype=np.int64)
+        best = np.full((n, n_actions), -np.inf)
+    needs = plan.needs_driver[None, :]
+    eligible &= ~needs | np.isfinite(best)
+    score = np.where(eligible, np.where(needs, best, 0.0), -np.inf)
+    # actions triggered by conditions alone give the top driver as the reason, if any
+    first = np.where(slot_ok[:, 0], 0, -1)[:, None] if k else np.full((n, 1), -1)
+    reason_slot = np.where(needs, slot, first)
     strength = drivers.cause_strength[:, plan.cause_index]
 
     position = np.broadcast_to(np.arange(n_actions), (n, n_actions))
@@ -231,8 +231,8 @@ def recommend(
             conditions = playbook.actions[a].trigger.conditions
             if conditions and conditions[0].feature in values:
                 reason[who, s] = phrasebook.render(conditions[0].feature, values, who)
-            else:
-                reason[who, s] = f"tier {playbook.actions[a].tiers[0]} account"
+            else:  # no condition and no driver: the account's tier is the reason
+                reason[who, s] = [f"tier {t or '?'} account" for t in tiers[who].tolist()]
     if m < max_actions:
         code = np.hstack([code, np.full((n, max_actions - m), -1, dtype=np.int64)])
     return Recommendations(playbook, code, reason, due, best_score)
@@ -240,12 +240,15 @@ def recommend(
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a playbook fixes for a given driver vocabulary, per action."""
+    """What a playbook fixes for a given driver vocabulary, as (actions x ...) arrays."""
 
     tier_ok: np.ndarray  # (actions, 4): tiers A, B, C and unknown
-    family_ok: tuple[np.ndarray, ...]  # padded with a trailing False for empty slots
-    feature_ok: tuple[np.ndarray, ...]
-    cause_ok: tuple[np.ndarray, ...]
+    family_ok: np.ndarray  # (actions, families + 1): padded with False for empty slots
+    feature_ok: np.ndarray  # (actions, features + 1)
+    cause_ok: np.ndarray  # (actions, causes + 1)
+    needs_driver: np.ndarray
+    conditions: tuple[tuple[Condition, np.ndarray], ...]  # each distinct condition, its actions
+    cool_down: np.ndarray
     cause_index: np.ndarray
     due_in: np.ndarray
 
@@ -260,21 +263,29 @@ def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ..
     hit = _PLANS.get(key)
     if hit is not None and hit[0] is playbook:
         return hit[1]
-    tier_ok = np.zeros((len(playbook.actions), 4), dtype=bool)
+    actions = playbook.actions
+    tier_ok = np.zeros((len(actions), 4), dtype=bool)
     tier_ok[:, 3] = True  # an unknown tier lets every action apply
-    for a, action in enumerate(playbook.actions):
+    for a, action in enumerate(actions):
         tier_ok[a, [_TIER_CODE[t] for t in action.tiers]] = True
 
     def padded(names: tuple[str, ...], wanted: list[str]) -> np.ndarray:
         return np.append(np.isin(np.array(names, dtype=object), wanted), False)
 
+    users: dict[Condition, list[int]] = {}
+    for a, action in enumerate(actions):
+        for condition in action.trigger.conditions:
+            users.setdefault(condition, []).append(a)
     plan = _Plan(
         tier_ok=tier_ok,
-        family_ok=tuple(padded(families, a.trigger.families) for a in playbook.actions),
-        feature_ok=tuple(padded(features, a.trigger.features) for a in playbook.actions),
-        cause_ok=tuple(padded(CAUSES, a.trigger.causes) for a in playbook.actions),
-        cause_index=np.array([CAUSES.index(a.cause) for a in playbook.actions]),
-        due_in=np.array([a.due_in_days for a in playbook.actions], dtype="timedelta64[D]"),
+        family_ok=np.array([padded(families, a.trigger.families) for a in actions]),
+        feature_ok=np.array([padded(features, a.trigger.features) for a in actions]),
+        cause_ok=np.array([padded(CAUSES, a.trigger.causes) for a in actions]),
+        needs_driver=np.array([a.trigger.needs_driver for a in actions]),
+        conditions=tuple((c, np.array(a)) for c, a in users.items()),
+        cool_down=np.array([a.cool_down_days for a in actions], dtype=float),
+        cause_index=np.array([CAUSES.index(a.cause) for a in actions]),
+        due_in=np.array([a.due_in_days for a in actions], dtype="timedelta64[D]"),
     )
     if len(_PLANS) >= 16:
         _PLANS.clear()

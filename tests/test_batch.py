@@ -106,6 +106,23 @@ def test_drivers_and_actions_are_consistent_json(batch: dict) -> None:
     assert with_actions / len(frame) > 0.8
 
 
+def test_a_driver_limit_keeps_drivers_for_the_highest_value_at_risk(batch: dict) -> None:
+    limited = score_frame(
+        batch["snapshot"], batch["model"], as_of=batch["end"], scored_at=SCORED_AT,
+        driver_limit=50,
+    )
+    full = batch["frame"]
+    assert limited[["account_id", "rank", "tier"]].equals(full[["account_id", "rank", "tier"]])
+    with_drivers = limited["drivers"] != "[]"
+    assert with_drivers.sum() <= 50 and not with_drivers.iloc[50:].any()
+    top = limited.head(50)
+    assert (top["drivers"] == full.head(50)["drivers"]).mean() > 0.95
+    rest = limited.iloc[50:]
+    driver_free = {a.id for a in PLAYBOOK.actions if not a.trigger.needs_driver}
+    for actions in rest["actions"]:
+        assert {a["action_id"] for a in json.loads(actions)} <= driver_free
+
+
 def test_scores_table_round_trip_keeps_history(batch: dict, tmp_path) -> None:
     url = f"duckdb:///{tmp_path / 'scores.duckdb'}"
     frame = batch["frame"]

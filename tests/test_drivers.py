@@ -18,7 +18,7 @@ from serving.phrasebook import (
     PhrasebookError,
     load_phrasebook,
 )
-from tests.fixtures_world import World, small_world  # noqa: F401  (session fixture)
+from tests.fixtures_world import World, small_world  # noqa: F401  (shared fixture)
 
 PHRASES = load_phrasebook()
 
@@ -58,20 +58,25 @@ def _values(**columns: float | list[float]) -> dict[str, np.ndarray]:
         ("complaints_365d",
          {"complaints_365d": 12, "complaints_open_overdue": 0,
           "complaint_share_quality_365d": 0.5, "complaint_share_price_365d": 0.1},
-         "12 complaints in the last 365 days; 50% of this year's complaints about product "
-         "quality"),
+         "50% of 12 complaints this year about product quality"),
         ("complaints_365d", {"complaints_365d": 5, "complaints_open_overdue": 2},
          "5 complaints in the last 365 days; 2 complaints open for 21+ days"),
         ("revenue_90d", {"revenue_90d": 2_450_000}, "2.5m bought in the last 90 days"),
         ("tenure_days", {"tenure_days": 1200}, "buying from us for 3.3 years"),
         ("account_age_days", {"account_age_days": 1234},
          "days since the account was created in the account master: 1,234"),
+        ("sentiment_trend_180d", {"sentiment_trend_180d": -0.5},
+         "contact sentiment down 0.50 vs the half-year before"),
+        ("complaints_90d",
+         {"complaints_90d": 4, "complaints_365d": 9, "complaint_share_delivery_365d": 0.5},
+         "4 complaints in the last 90 days; 50% of 9 complaints this year about delivery"),
     ],
     ids=[
         "exec-94-days", "exec-never", "overdue-plural", "overdue-singular", "spend-down",
         "spend-stopped", "on-time", "on-time-missing", "discount-up", "single-threaded",
         "late-plural", "recency-with-gap", "recency-without-gap", "complaints-quality-mix",
         "complaints-overdue-first", "money", "tenure-years", "generic-fallback",
+        "sentiment-down", "complaints-90d-mix",
     ],
 )
 def test_phrase_carries_the_accounts_own_figures(feature, values, expected) -> None:
@@ -323,3 +328,50 @@ def test_phrases_of_a_real_batch_show_each_accounts_figures(scored: dict) -> Non
                 )
                 checked += 1
     assert checked >= 20
+
+
+def test_small_and_large_batches_give_the_same_drivers(scored: dict) -> None:
+    """One-row (online) and whole-book (batch) code paths agree account by account."""
+    whole = scored["drivers"]
+    assert len(whole) > 256  # the whole book takes the family-by-family path
+    for start in range(0, len(whole), 97):
+        rows = slice(start, start + 97)
+        part = compute_drivers(
+            scored["contrib"][rows], scored["model"].scorer.spec,
+            {k: v[rows] for k, v in scored["values"].items()}, PHRASES,
+        )
+        for name in ("family_code", "feature_code", "cause_code", "phrase"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[rows])
+        np.testing.assert_allclose(part.contribution, whole.contribution[rows])
+        np.testing.assert_allclose(part.cause_strength, whole.cause_strength[rows])
+
+
+def test_a_joined_runner_up_adds_only_what_is_new() -> None:
+    names = ("complaints_90d", "complaint_share_delivery_365d", "revenue_trend_90d",
+             "revenue_yoy_90d")
+    spec = FeatureSpec(names, {}, {n: by_name(n).family for n in names})
+    values = _values(
+        complaints_90d=4, complaints_365d=9, complaint_share_delivery_365d=0.5,
+        revenue_trend_90d=np.nan, revenue_yoy_90d=-0.5, revenue_90d_last_year=1000,
+    )
+    contrib = np.array([[0.5, 0.4, 0.3, 0.5, -1.0]])
+    drivers = compute_drivers(contrib, spec, values, PHRASES).records(0)
+    # the delivery share repeats a part of the complaint phrase; the spend trend has no value
+    assert [d["phrase"] for d in drivers] == [
+        "4 complaints in the last 90 days; 50% of 9 complaints this year about delivery",
+        "spend down 67% vs the same quarter last year",
+    ]
+    assert [d["cause"] for d in drivers] == ["unmet_needs", "unmet_needs"]
+
+
+def test_no_delivery_due_is_a_symptom_not_a_supply_problem() -> None:
+    names = ("on_time_rate_180d", "recency_days")
+    spec = FeatureSpec(names, {}, {n: by_name(n).family for n in names})
+    values = _values(on_time_rate_180d=[np.nan, 0.6], recency_days=[200, 10])
+    contrib = np.array([[0.4, 0.9, -1.0], [0.4, 0.0, -1.0]])
+    drivers = compute_drivers(contrib, spec, values, PHRASES)
+    assert drivers.records(0)[1] == {
+        "family": "supply", "cause": "competitor_price", "feature": "on_time_rate_180d",
+        "contribution": 0.4, "phrase": "no delivery due in the last 180 days",
+    }
+    assert drivers.records(1)[0]["cause"] == "unmet_needs"
