@@ -15,7 +15,7 @@ from features.periods import Period
 from features.synthetic import simulate
 from models.registry import CHAMPION, alias_uri, load_model
 from training.promote import promote
-from training.run import TrainRequest, train_candidate
+from training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
 from training.splits import SplitError, plan_split
 
 NAME = "kam-test"
@@ -93,7 +93,7 @@ def test_the_bundle_scores_through_pyfunc(trained: dict) -> None:
     run_id = trained["first"].run_id
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="evaluation/test_snapshot.parquet"
+            run_id=run_id, artifact_path=TEST_SNAPSHOT
         )
     )
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
@@ -153,7 +153,7 @@ def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) 
     mlflow.set_tracking_uri(trained["tracking"])
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=trained["first"].run_id, artifact_path="evaluation/test_snapshot.parquet"
+            run_id=trained["first"].run_id, artifact_path=TEST_SNAPSHOT
         )
     )
     fresh = frame.nsmallest(40, "recency_days")

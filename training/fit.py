@@ -19,7 +19,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from models.calibration import METHODS, ProbabilityCalibrator
 from models.feature_spec import FeatureSpec
 from models.scorer import OFFSET_FEATURE, TENURE_FEATURE, Scorer, value_base
-from training.metrics import bias_pct, coverage
+from training.metrics import bias_pct
 from training.splits import SplitPlan
 
 LABEL_COLUMNS = ("label_value", "label_prior_value", "label_defection", "label_observed")
@@ -418,9 +418,3 @@ def _choose_calibration(
         + f" -> {best}"
     )
     return best
-
-
-def interval_coverage(scorer: Scorer, frame: pd.DataFrame) -> float:
-    """Empirical coverage of the scorer's value interval on labelled ``frame``."""
-    scores = scorer.predict_frame(frame)
-    return coverage(_value_target(frame), scores["value_low"], scores["value_high"])

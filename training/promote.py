@@ -19,8 +19,8 @@ from mlflow.exceptions import MlflowException
 from models.errors import ModelNotLoadedError
 from models.registry import CHAMPION, load_model
 from training.metrics import defection_metrics, normalized_gini
+from training.run import TEST_SNAPSHOT
 
-TEST_SNAPSHOT = "evaluation/test_snapshot.parquet"
 AGREED = ("defection_pr_auc", "value_gini")
 
 Verdict = Literal["first", "same", "better", "worse", "no better", "incomparable"]

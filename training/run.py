@@ -218,8 +218,9 @@ def train_candidate(
                 str(report.plot_importance(importance, folder / "importance.png")), "plots"
             )
             # kept so that promotion can score the champion on exactly these accounts
-            test.to_parquet(folder / "test_snapshot.parquet", index=False)
-            mlflow.log_artifact(str(folder / "test_snapshot.parquet"), "evaluation")
+            snapshot = folder / Path(TEST_SNAPSHOT).name
+            test.to_parquet(snapshot, index=False)
+            mlflow.log_artifact(str(snapshot), str(Path(TEST_SNAPSHOT).parent))
             evaluation.predictions.to_parquet(folder / "test_predictions.parquet", index=False)
             mlflow.log_artifact(str(folder / "test_predictions.parquet"), "evaluation")
         info = log_bundle(
