@@ -16,7 +16,7 @@ from models.scorer import Scorer
 
 ARTIFACT_NAME = "scoring_bundle"
 # Named, not inferred: inference imports the model in a subprocess and takes ~10 s a run.
-RUNTIME = ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow")
+RUNTIME = ("mlflow", "lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from models.calibration import ProbabilityCalibrator
 from models.feature_spec import FeatureSpec
@@ -96,11 +97,24 @@ class Scorer:
         tenure = x[:, names.index(self.tenure_feature)] if self.tenure_feature else None
         return value_base(x[:, names.index(self.offset_feature)], tenure, self.offset_scale)
 
-    def predict_matrix(self, x: np.ndarray, *, num_threads: int = 0) -> dict[str, np.ndarray]:
-        """Scores for a model matrix built by the spec."""
+    def predict_matrix(
+        self,
+        x: np.ndarray,
+        *,
+        num_threads: int = 0,
+        defection_log_odds: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Scores for a model matrix built by the spec.
+
+        ``defection_log_odds``, when given, are the defection model's raw scores for ``x``
+        (e.g. the row sums of :meth:`contributions`), which spares predicting them again.
+        """
         # one thread for small batches: an idle second OpenMP thread spins and costs ~8 ms
         threads = 1 if len(x) < 2000 else num_threads
-        raw = self.defection.predict(x, num_threads=threads)
+        if defection_log_odds is None:
+            raw = self.defection.predict(x, num_threads=threads)
+        else:
+            raw = expit(np.asarray(defection_log_odds, dtype=float))
         base = self.value_offset(x)
         value = np.exp(self.value.predict(x, raw_score=True, num_threads=threads)) * base
         log_base = np.log1p(base)

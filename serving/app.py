@@ -3,17 +3,19 @@
 ``create_app`` builds the app; its lifespan loads the model (registry alias) and the latest
 scores onto ``app.state.serving``, and routes reach them through typed dependencies. Lookups of
 known accounts answer from JSON bodies prepared at load time; scoring a posted row runs the
-model in a worker thread (plain ``def`` routes), since LightGBM releases the GIL.
+model in a worker thread, rows posted together in one batch, since LightGBM releases the GIL.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Annotated, Any
 
@@ -26,9 +28,10 @@ from models.errors import FeatureRowError
 from models.registry import LoadedModel
 from serving import web
 from serving.auth import ApiKeys, Role, load_keys
-from serving.batch import score_features
+from serving.batch import score_matrix
+from serving.microbatch import RowBatcher
 from serving.observability import Metrics, MetricsMiddleware
-from serving.playbook import PlaybookError
+from serving.playbook import Playbook, PlaybookError
 from serving.schemas import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -117,6 +120,30 @@ async def caller_role(request: Request) -> Role:
 RoleDep = Annotated[Role, Depends(caller_role)]
 
 
+@dataclass(frozen=True)
+class _RowContext:
+    """What a posted row's scores depend on besides its features: one batch group."""
+
+    model: LoadedModel
+    playbook: Playbook | None
+    as_of: dt.date | None
+    cutoffs: tuple[float, float] | None
+
+    @property
+    def group(self) -> tuple[int, int, dt.date | None, tuple[float, float] | None]:
+        return (id(self.model), id(self.playbook), self.as_of, self.cutoffs)
+
+
+def _score_rows(context: _RowContext, x: Any) -> list[dict[str, Any]]:
+    return score_matrix(
+        context.model,
+        x,
+        playbook=context.playbook,
+        as_of=context.as_of,
+        tier_cutoffs=context.cutoffs,
+    )
+
+
 async def require_admin(role: RoleDep) -> Role:
     """403 unless the caller's key is an admin key."""
     if role is not Role.ADMIN:
@@ -172,8 +199,11 @@ async def get_accounts(scores: ScoresDep, request_body: ScoreRequest) -> Respons
     found = [scores.position[i] for i in wanted if i in scores.position]
     unknown = [i for i in wanted if i not in scores.position]
     body = (
-        b'{"items": ' + scores.json_list(found)
-        + b', "unknown": ' + json.dumps(unknown, ensure_ascii=False).encode() + b"}"
+        b'{"items": '
+        + scores.json_list(found)
+        + b', "unknown": '
+        + json.dumps(unknown, ensure_ascii=False).encode()
+        + b"}"
     )
     return _json(body)
 
@@ -184,17 +214,15 @@ async def get_accounts(scores: ScoresDep, request_body: ScoreRequest) -> Respons
     responses={422: {"description": "a bad feature row: each bad field named"}},
     tags=["scores"],
 )
-def score_row(payload: FeatureRowRequest, model: ScorerDep, state: StateDep) -> Response:
-    """Score one posted feature row (features the caller computed); missing features allowed."""
-    cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
+async def score_row(
+    payload: FeatureRowRequest, model: ScorerDep, state: StateDep, request: Request
+) -> Response:
+    """Score one posted feature row (features the caller computed); missing features allowed.
+
+    Rows posted at the same time are scored together (:mod:`serving.microbatch`).
+    """
     try:
-        (row,) = score_features(
-            model,
-            [payload.features],
-            playbook=state.playbook,
-            as_of=payload.as_of,
-            tier_cutoffs=cutoffs,
-        )
+        (x,) = model.scorer.spec.record_matrix([payload.features])
     except FeatureRowError as err:
         raise HTTPException(
             422,
@@ -208,6 +236,10 @@ def score_row(payload: FeatureRowRequest, model: ScorerDep, state: StateDep) -> 
                 for name, message in err.errors.items()
             ],
         ) from None
+    cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
+    context = _RowContext(model, state.playbook, payload.as_of, cutoffs)
+    batcher: RowBatcher = request.app.state.row_batcher
+    row = await batcher.submit(context.group, context, x)
     stake = row.get("value_at_stake")
     at_risk = row.get("value_at_risk")
     result = FeatureRowScore(
@@ -223,9 +255,7 @@ def score_row(payload: FeatureRowRequest, model: ScorerDep, state: StateDep) -> 
         relationship_stage=row.get("relationship_stage"),
         drivers=row.get("drivers", []),
         actions=row.get("actions", []),
-        missing_features=[
-            n for n in model.scorer.spec.names if payload.features.get(n) is None
-        ],
+        missing_features=[n for n in model.scorer.spec.names if payload.features.get(n) is None],
         model_name=row.get("model_name"),
         model_version=row.get("model_version"),
         playbook_version=row.get("playbook_version"),
@@ -432,6 +462,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.api_keys = keys
     app.state.metrics = metrics
     app.state.reload_lock = threading.Lock()
+    app.state.row_batcher = RowBatcher(_score_rows, observe=metrics.score_batch_rows.observe)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(v1)
     app.include_router(probes)

@@ -233,7 +233,11 @@ def score_frame(
     snapshot = snapshot.reset_index(drop=True)
     n = len(snapshot)
     x = scorer.spec.matrix(snapshot)
-    predictions = scorer.predict_matrix(x)
+    every = driver_limit is None or driver_limit >= n
+    contributions = scorer.contributions(x) if every else None
+    predictions = scorer.predict_matrix(
+        x, defection_log_odds=None if contributions is None else contributions.sum(axis=1)
+    )
     values = {
         name: snapshot[name].to_numpy(dtype=float, na_value=np.nan)
         for name in _NUMERIC
@@ -249,9 +253,7 @@ def score_frame(
     ids = snapshot["account_id"].astype(str).to_numpy(dtype=object)
     order = np.lexsort((ids, -at_risk))  # rank order: value at risk, then account id
     tiers = assign_tiers(value, tier_thresholds)
-    if driver_limit is None or driver_limit >= n:
-        contributions = scorer.contributions(x)
-    else:
+    if contributions is None:
         # all-zero contributions give no drivers: those accounts get driver-free actions only
         contributions = np.zeros((n, len(scorer.spec.names) + 1))
         chosen = order[: max(driver_limit, 0)]
@@ -389,8 +391,7 @@ def _write_duckdb(raw: Any, rows: pd.DataFrame, days: Sequence[Any]) -> None:
         try:
             if days:
                 raw.execute(
-                    f"DELETE FROM {SCORES_TABLE} WHERE as_of IN "
-                    f"({', '.join('?' for _ in days)})",
+                    f"DELETE FROM {SCORES_TABLE} WHERE as_of IN ({', '.join('?' for _ in days)})",
                     list(days),
                 )
             raw.execute(f"INSERT INTO {SCORES_TABLE} SELECT {selected} FROM _kam_new_scores")
@@ -491,17 +492,40 @@ def score_features(
     models.errors.FeatureRowError
         Naming each bad field of the posted rows.
     """
+    x = model.scorer.spec.record_matrix(list(records))
+    return score_matrix(
+        model,
+        x,
+        playbook=playbook,
+        phrasebook=phrasebook,
+        as_of=as_of,
+        tier_cutoffs=tier_cutoffs,
+        max_actions=max_actions,
+    )
+
+
+def score_matrix(
+    model: LoadedModel,
+    x: np.ndarray,
+    *,
+    playbook: Playbook | None = None,
+    phrasebook: Phrasebook | None = None,
+    as_of: Any = None,
+    tier_cutoffs: tuple[float, float] | None = None,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> list[dict[str, Any]]:
+    """Score validated feature rows (``FeatureSpec.record_matrix``); see :func:`score_features`."""
     playbook = playbook or load_playbook()
     phrasebook = phrasebook or load_phrasebook()
     scorer = model.scorer
     spec = scorer.spec
-    x = spec.record_matrix(list(records))
     n = len(x)
-    predictions = scorer.predict_matrix(x, num_threads=1)
     contributions = scorer.contributions(x, num_threads=1)
-    values = {
-        name: x[:, j] for j, name in enumerate(spec.names) if name not in spec.categories
-    }
+    # the contributions add up to the defection log-odds: no second pass over those trees
+    predictions = scorer.predict_matrix(
+        x, num_threads=1, defection_log_odds=contributions.sum(axis=1)
+    )
+    values = {name: x[:, j] for j, name in enumerate(spec.names) if name not in spec.categories}
     if tier_cutoffs is not None:
         tiers = tiers_from_cutoffs(predictions["value"], tier_cutoffs)
     elif "spend_tier" in spec.categories:
@@ -513,9 +537,7 @@ def score_features(
     stake = np.clip(values.get(STAKE_FEATURE, np.full(n, np.nan)), 0.0, None)
     drivers = compute_drivers(contributions, spec, values, phrasebook, top=DEFAULT_TOP)
     day = pd.Timestamp(as_of).normalize() if as_of is not None else pd.Timestamp.now().normalize()
-    actions = recommend(
-        playbook, drivers, values, tiers, day, phrasebook, max_actions=max_actions
-    )
+    actions = recommend(playbook, drivers, values, tiers, day, phrasebook, max_actions=max_actions)
     stages = relationship_stage(values, n)
     return [
         _online_row(i, predictions, stake, tiers, stages, drivers, actions, model, playbook)

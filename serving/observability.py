@@ -61,6 +61,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.score_batch_rows = Histogram(
+            "kam_score_batch_rows",
+            "Posted feature rows scored together in one batch (POST /v1/score).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
 
     def observe_state(self, state: ServingState) -> None:
         """Describe the loaded model and scores."""

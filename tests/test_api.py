@@ -545,6 +545,52 @@ def test_posted_row_scores_like_the_batch(client: TestClient, world: dict[str, A
     assert set(body["missing_features"]) == set(world["model"].scorer.spec.names) - set(features)
 
 
+def test_rows_posted_at_once_each_get_their_own_scores(
+    client: TestClient, world: dict[str, Any]
+) -> None:
+    """Concurrent posts are scored in shared batches; no answer may carry another row's scores."""
+    latest = world["latest"]
+    batch = latest.set_index(latest["account_id"].astype(str))
+    ids = [str(i) for i in latest["account_id"].iloc[:24]]
+    days = ["2025-06-30", "2025-12-31"]  # two as_of dates: due dates count from each
+    due_in = {a.id: a.due_in_days for a in client.app.state.serving.playbook.actions}
+    batcher = client.app.state.row_batcher
+    before = (batcher.batches, batcher.rows)
+    answers: dict[tuple[str, str], dict[str, Any]] = {}
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def post(account_id: str, day: str) -> None:
+        body = {"account_id": account_id, "as_of": day, "features": feature_row(world, account_id)}
+        response = client.post("/v1/score", json=body, headers=USER)
+        with lock:
+            if response.status_code != 200:
+                failures.append(f"{account_id}: {response.status_code} {response.text}")
+            else:
+                answers[(account_id, day)] = response.json()
+
+    threads = [
+        threading.Thread(target=post, args=(account_id, days[k % 2]))
+        for k, account_id in enumerate(ids)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(answers) == len(ids)
+    for (account_id, day), body in answers.items():
+        assert body["account_id"] == account_id
+        assert body["defection_probability"] == pytest.approx(
+            batch.loc[account_id, "defection_probability"]
+        )
+        assert body["value"] == pytest.approx(batch.loc[account_id, "value"])
+        for action in body["actions"]:
+            due = pd.Timestamp(day) + pd.Timedelta(days=due_in[action["action_id"]])
+            assert action["due_date"] == due.date().isoformat()
+    assert batcher.rows - before[1] == len(ids)
+
+
 def test_posted_row_may_leave_features_out(client: TestClient) -> None:
     response = client.post(
         "/v1/score", json={"features": {"recency_days": 30.0, "revenue_365d": 250000}}, headers=USER
