@@ -290,6 +290,14 @@ def test_contributions_are_lightgbms_own_shap_values(scored: dict) -> None:
     np.testing.assert_allclose(scored["contrib"].sum(axis=1), raw, atol=1e-6)
 
 
+def test_scores_from_the_contribution_sums_equal_the_direct_scores(scored: dict) -> None:
+    scorer = scored["model"].scorer
+    direct = scorer.predict_matrix(scored["x"])
+    reused = scorer.predict_matrix(scored["x"], defection_log_odds=scored["contrib"].sum(axis=1))
+    for name, values in direct.items():
+        np.testing.assert_allclose(reused[name], values, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
 def test_drivers_push_risk_up_in_order(scored: dict) -> None:
     drivers = scored["drivers"]
     c = drivers.contribution
