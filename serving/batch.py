@@ -11,6 +11,7 @@ set of rows per as_of in that table, so earlier scores stay for the account's hi
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +122,7 @@ def score_accounts(
     scored_at: datetime | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -147,6 +149,9 @@ def score_accounts(
     driver_limit
         Compute drivers for at most this many accounts, those with the highest value at risk
         (all when None); see :func:`score_frame`.
+    timings
+        When given, receives the seconds spent on ``features`` (the point-in-time snapshot and
+        the actions history) and on ``scoring`` (model, drivers and actions).
 
     Returns
     -------
@@ -157,23 +162,30 @@ def score_accounts(
     period, window, cut = label_settings(
         model.scorer.meta, horizon=horizon, activity_window=activity_window, decline=decline
     )
+    began = time.perf_counter()
     day = data_end(con) if as_of is None else pd.Timestamp(as_of).normalize()
     snapshot = build_snapshots(con, [day], horizon=period, activity_window=window, decline=cut)
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
-    return score_frame(
+    accounts = _master(con)
+    built = time.perf_counter()
+    scores = score_frame(
         snapshot,
         model,
         as_of=day,
         playbook=playbook,
         phrasebook=phrasebook,
         tier_thresholds=tier_thresholds,
-        accounts=_master(con),
+        accounts=accounts,
         history=history,
         scored_at=scored_at,
         max_actions=max_actions,
         driver_limit=driver_limit,
     )
+    if timings is not None:
+        timings["features"] = built - began
+        timings["scoring"] = time.perf_counter() - built
+    return scores
 
 
 def score_frame(
