@@ -2,8 +2,8 @@
 
 ``create_app`` builds the app; its lifespan loads the model (registry alias) and the latest
 scores onto ``app.state.serving``, and routes reach them through typed dependencies. Lookups of
-known accounts answer from JSON bodies prepared at load time; scoring a posted row runs the
-model in a worker thread, rows posted together in one batch, since LightGBM releases the GIL.
+known accounts answer from JSON bodies prepared at load time; posted feature rows are scored on
+the event loop, those posted together in one batch (:mod:`serving.microbatch`).
 """
 
 from __future__ import annotations

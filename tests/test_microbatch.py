@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 import numpy as np
@@ -13,27 +12,33 @@ from serving.microbatch import RowBatcher
 
 
 class Recorder:
-    """A score function that records its batches and can hold the first one until released."""
+    """A score function that records its batches; ``during_first`` runs inside the first one."""
 
-    def __init__(self, hold_first: bool = False) -> None:
+    def __init__(self, during_first: Any = None) -> None:
         self.batches: list[tuple[Any, list[float]]] = []
-        self.release = threading.Event()
-        self.started = threading.Event()
-        if not hold_first:
-            self.release.set()
+        self.during_first = during_first
 
     def __call__(self, context: Any, x: np.ndarray) -> list[dict[str, Any]]:
-        self.started.set()
-        self.release.wait(timeout=10)
+        if self.during_first is not None:
+            hook, self.during_first = self.during_first, None
+            hook()
         self.batches.append((context, x[:, 0].tolist()))
-        if context == "bad":
+        if context == "BAD":
             raise ValueError("model exploded")
         return [{"context": context, "double": 2 * float(v)} for v in x[:, 0]]
 
 
-async def _wait_until(flag: threading.Event) -> None:
-    while not flag.is_set():
-        await asyncio.sleep(0.001)
+def _submit_all(batcher: RowBatcher, rows: list[tuple[str, float]]) -> list[Any]:
+    """Submit rows (group, value) in one go, as requests read together; results or errors."""
+
+    async def main() -> list[Any]:
+        tasks = [
+            asyncio.create_task(batcher.submit(group, group.upper(), np.array([value])))
+            for group, value in rows
+        ]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    return asyncio.run(main())
 
 
 def test_a_lone_row_is_scored_at_once() -> None:
@@ -47,21 +52,37 @@ def test_a_lone_row_is_scored_at_once() -> None:
     assert recorder.batches == [("ctx", [3.0])]
 
 
+def test_rows_posted_together_are_scored_as_one_batch() -> None:
+    recorder = Recorder()
+    sizes: list[float] = []
+    batcher = RowBatcher(recorder, observe=sizes.append)
+    results = _submit_all(batcher, [("g", float(v)) for v in range(6)])
+    assert [r["double"] for r in results] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    assert recorder.batches == [("G", [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])]
+    assert sizes == [6]
+
+
 def test_rows_posted_during_a_batch_go_together_into_the_next() -> None:
-    recorder = Recorder(hold_first=True)
+    later: list[asyncio.Task[dict[str, Any]]] = []
+    batcher: RowBatcher
+
+    def arrive() -> None:  # five requests come in while the first batch is being scored
+        later.extend(
+            asyncio.get_running_loop().create_task(
+                batcher.submit("g", "G", np.array([float(v)]))
+            )
+            for v in range(1, 6)
+        )
+
+    recorder = Recorder(during_first=arrive)
     sizes: list[float] = []
     batcher = RowBatcher(recorder, observe=sizes.append)
 
     async def main() -> list[dict[str, Any]]:
-        first = asyncio.create_task(batcher.submit("g", "ctx", np.array([0.0])))
-        await _wait_until(recorder.started)  # the first batch is running, holding one row
-        rest = [
-            asyncio.create_task(batcher.submit("g", "ctx", np.array([float(v)])))
-            for v in range(1, 6)
-        ]
-        await asyncio.sleep(0.01)
-        recorder.release.set()
-        return await asyncio.gather(first, *rest)
+        first = await batcher.submit("g", "G", np.array([0.0]))
+        while len(later) < 5:
+            await asyncio.sleep(0)
+        return [first, *await asyncio.gather(*later)]
 
     results = asyncio.run(main())
     assert [r["double"] for r in results] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
@@ -71,47 +92,26 @@ def test_rows_posted_during_a_batch_go_together_into_the_next() -> None:
 
 
 def test_groups_are_never_mixed_and_batches_are_bounded() -> None:
-    recorder = Recorder(hold_first=True)
+    recorder = Recorder()
     batcher = RowBatcher(recorder, max_rows=3)
-
-    async def main() -> list[dict[str, Any]]:
-        first = asyncio.create_task(batcher.submit("a", "A", np.array([0.0])))
-        await _wait_until(recorder.started)
-        waiting = [
-            asyncio.create_task(batcher.submit(group, group.upper(), np.array([float(v)])))
-            for v, group in enumerate(["a", "b", "a", "b", "a"], start=1)
-        ]
-        await asyncio.sleep(0.01)
-        recorder.release.set()
-        return await asyncio.gather(first, *waiting)
-
-    results = asyncio.run(main())
-    assert [r["context"] for r in results] == ["A", "A", "B", "A", "B", "A"]
+    groups = ["a", "b", "a", "b", "a", "a"]
+    results = _submit_all(batcher, [(g, float(v)) for v, g in enumerate(groups)])
+    assert [r["context"] for r in results] == ["A", "B", "A", "B", "A", "A"]
     assert [r["double"] for r in results] == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
-    # the five waiting rows: the first three (a, b, a), then the last two (b, a), by group
-    assert recorder.batches[1:] == [("A", [1.0, 3.0]), ("B", [2.0]), ("B", [4.0]), ("A", [5.0])]
-    assert all(len(rows) <= 3 for _, rows in recorder.batches)
+    # the first three rows (a, b, a), then the last three (b, a, a), each split by group
+    assert recorder.batches == [
+        ("A", [0.0, 2.0]), ("B", [1.0]), ("B", [3.0]), ("A", [4.0, 5.0])
+    ]
 
 
 def test_a_failing_batch_fails_its_rows_only() -> None:
-    recorder = Recorder(hold_first=True)
-    batcher = RowBatcher(recorder)
-
-    async def main() -> list[Any]:
-        first = asyncio.create_task(batcher.submit("ok", "ok", np.array([1.0])))
-        await _wait_until(recorder.started)
-        bad = asyncio.create_task(batcher.submit("bad", "bad", np.array([2.0])))
-        good = asyncio.create_task(batcher.submit("ok", "ok", np.array([3.0])))
-        await asyncio.sleep(0.01)
-        recorder.release.set()
-        return await asyncio.gather(first, bad, good, return_exceptions=True)
-
-    first, bad, good = asyncio.run(main())
+    batcher = RowBatcher(Recorder())
+    first, bad, good = _submit_all(batcher, [("ok", 1.0), ("bad", 2.0), ("ok", 3.0)])
     assert first["double"] == 2.0
     assert isinstance(bad, ValueError) and str(bad) == "model exploded"
     assert good["double"] == 6.0
     # the service keeps scoring after a failed batch
-    assert asyncio.run(batcher.submit("ok", "ok", np.array([4.0])))["double"] == 8.0
+    assert asyncio.run(batcher.submit("ok", "OK", np.array([4.0])))["double"] == 8.0
 
 
 @pytest.mark.parametrize("max_rows", [0, -1])
