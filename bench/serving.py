@@ -1,7 +1,8 @@
 """Benchmark: batch scoring of 100,000 accounts and the HTTP API under load, against MLflow serve.
 
     python bench/serving.py [--accounts 100000 --years 3 --seed 7 --duration 20 --rate 200]
-                            [--skip-batch] [--skip-mlflow] [--no-wrk] [--fresh] [--retrain]
+                            [--workers 2] [--skip-batch] [--skip-mlflow] [--no-wrk] [--fresh]
+                            [--retrain]
 
 1. Simulates the world, ingests it, trains and promotes a champion into an MLflow store under
    ``bench/out/``; all reused by later runs with the same arguments (``--fresh`` rebuilds).
@@ -9,13 +10,15 @@
    in a child process and writes the ``scores`` table; times the whole and its two stages: the
    point-in-time features (with the actions history) and the model + drivers + actions (the
    bar). ``--retrain`` retrains on the cached world after a change to training.
-3. Starts the API (``serving.server.run``: uvicorn, one worker, API keys on) in its own process
+3. Starts the API (``serving.server.run``: uvicorn, ``--workers`` processes, default 2 for the
+   2 cores, API keys on) in its own process group
    on loopback and loads it from another process: ``GET /v1/accounts/{id}`` (random ids) and
    ``POST /v1/score`` (real feature rows), each at a fixed rate (open loop: latency counts from
    the moment a request was due, so a slow server cannot hide its queue) and at the maximum
    (wrk when installed, e.g. ``apt-get install wrk``; else a closed-loop client with the same
    connections).
-4. Starts ``mlflow models serve -m models:/<name>@champion --env-manager local`` (one worker)
+4. Starts ``mlflow models serve -m models:/<name>@champion --env-manager local`` (as many
+   workers)
    on the same bundle and loads its ``/invocations`` (one row, ``dataframe_split``) the same
    way: the in-run baseline.
 5. Prints a table of requests/s, p50/p99 latency and errors per phase and the throughput
@@ -86,6 +89,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per load phase")
     parser.add_argument("--rate", type=float, default=200.0, help="fixed rate, requests/s")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes, ours and MLflow's alike"
+    )
     parser.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     parser.add_argument("--skip-mlflow", action="store_true", help="no MLflow baseline")
     parser.add_argument(
@@ -170,10 +176,10 @@ def _bench(args: argparse.Namespace) -> None:
     wrk = None if args.no_wrk else shutil.which("wrk")
     phases: list[dict[str, Any]] = []
     port = args.port or _free_port()
-    api = _start_api(world, port)
+    api = _start_api(world, port, args.workers)
     try:
         started = _wait_ready(f"http://127.0.0.1:{port}/readyz", api, timeout=600)
-        api_rss = _rss_mb(api.pid)
+        api_rss = _group_rss_mb(api.pid)
         print(f"API ready in {started:.1f} s on port {port} (RSS {api_rss:,.0f} MB)")
         base = f"http://127.0.0.1:{port}"
         for label, file in (("GET /v1/accounts/{id}", get_file), ("POST /v1/score", post_file)):
@@ -189,7 +195,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     if not args.skip_mlflow:
         port = _free_port()
-        server = _start_mlflow(world, port)
+        server = _start_mlflow(world, port, args.workers)
         try:
             started = _wait_ready(f"http://127.0.0.1:{port}/ping", server, timeout=600)
             print(f"mlflow models serve ready in {started:.1f} s on port {port}")
@@ -292,7 +298,8 @@ def _report(
         ratio = ours_max["rps"] / theirs["rps"]
         ratio_get = get_max["rps"] / theirs["rps"] if get_max else None
         print(
-            f"throughput vs mlflow models serve (one row, one worker each): POST /v1/score "
+            f"throughput vs mlflow models serve (one row, {args.workers} workers each): "
+            f"POST /v1/score "
             f"{ratio:.1f}x (with drivers and actions, which /invocations does not compute)"
             + (f", GET /v1/accounts/{{id}} {ratio_get:.0f}x" if ratio_get else "")
         )
@@ -451,7 +458,7 @@ def _write_requests(world: Path, snapshot: Any, scores: Any, model: Any) -> None
 # ------------------------------------------------------------------------------------------------
 # Servers
 # ------------------------------------------------------------------------------------------------
-def _start_api(world: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_api(world: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     prepared = json.loads((world / "prepared.json").read_text())
     env = {
         **os.environ,
@@ -463,12 +470,13 @@ def _start_api(world: Path, port: int) -> subprocess.Popen[bytes]:
         "KAM_PORT": str(port),
         "KAM_API_KEYS": API_KEY,
         "KAM_LOG_LEVEL": "warning",
+        "KAM_WORKERS": str(workers),
     }
     command = [sys.executable, "-c", "from serving.server import run; run()"]
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 
-def _start_mlflow(world: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_mlflow(world: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     prepared = json.loads((world / "prepared.json").read_text())
     # mlflow starts `uvicorn` by name: the interpreter's own bin folder must be on the PATH
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -476,7 +484,7 @@ def _start_mlflow(world: Path, port: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "mlflow", "models", "serve",
         "-m", f"models:/{MODEL_NAME}@champion", "--env-manager", "local",
-        "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+        "-h", "127.0.0.1", "-p", str(port), "-w", str(workers),
     ]
     log = open(world / "mlflow-serve.log", "wb")  # noqa: SIM115 - lives as long as the server
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -708,6 +716,19 @@ def _rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _group_rss_mb(group: int) -> float:
+    """Resident memory of every process in a process group (a server and its workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
+            total += _rss_mb(int(stat.parent.name))
+    return total
 
 
 def _peak_rss_mb() -> float:

@@ -311,13 +311,18 @@ def serve(
     data: DataOpt = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes, one core each (default 1)")
+    ] = None,
 ) -> None:
     """Serve the API and the at-risk page for the scores in the store."""
     from serving.server import UnsafeBindError, run
     from serving.settings import ServeSettings
 
     overrides = {
-        k: v for k, v in {"data_dir": data, "host": host, "port": port}.items() if v is not None
+        k: v
+        for k, v in {"data_dir": data, "host": host, "port": port, "workers": workers}.items()
+        if v is not None
     }
     settings = ServeSettings(**overrides)
     base = f"http://{settings.host}:{settings.port}"

@@ -8,9 +8,11 @@ the event loop, those posted together in one batch (:mod:`serving.microbatch`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from models.errors import FeatureRowError
 from models.registry import LoadedModel
@@ -53,6 +55,13 @@ from serving.schemas import (
 )
 from serving.settings import ServeSettings
 from serving.state import ScoreTable, ServingState, load_state
+from serving.workers import (
+    SETTINGS_ENV,
+    announce_reload,
+    follow_reloads,
+    read_token,
+    signal_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -342,8 +351,35 @@ async def model_info(model: ScorerDep, state: StateDep) -> ModelInfo:
     tags=["admin"],
 )
 def reload(request: Request) -> ReloadResult:
-    """Load the current champion and the latest scores, then swap them in at once."""
+    """Load the current champion and the latest scores, then swap them in at once.
+
+    With several workers (``KAM_WORKERS``), this one reloads now and the others within a
+    second or so.
+    """
     app = request.app
+    try:
+        old, new = _reload_state(app)
+    except ReloadError as err:
+        raise HTTPException(503, str(err)) from None
+    signal = signal_path()
+    if signal is not None:
+        app.state.reload_token = announce_reload(signal)
+    return ReloadResult(
+        model_version=new.model.version if new.model else None,
+        previous_model_version=old.model.version if old.model else None,
+        scores_accounts=len(new.scores) if new.scores else 0,
+        scores_as_of=new.scores.as_of if new.scores else None,
+        seconds=round(new.seconds, 3),
+        missing=dict(new.missing),
+    )
+
+
+class ReloadError(RuntimeError):
+    """A reload failed; the previous state is still served."""
+
+
+def _reload_state(app: FastAPI) -> tuple[ServingState, ServingState]:
+    """Load model, scores and playbook afresh and swap them in; returns (old, new) states."""
     metrics: Metrics = app.state.metrics
     # one reload at a time; requests keep being answered from the old state meanwhile
     with app.state.reload_lock:
@@ -352,14 +388,12 @@ def reload(request: Request) -> ReloadResult:
             new = load_state(app.state.settings)
         except PlaybookError as err:
             metrics.reloads.labels("failed").inc()
-            raise HTTPException(
-                503, f"reload failed, still serving the previous state: {err}"
-            ) from None
+            raise ReloadError(f"reload failed, still serving the previous state: {err}") from None
         lost = {k: v for k, v in new.missing.items() if k not in old.missing}
         if lost:
             metrics.reloads.labels("failed").inc()
             reasons = "; ".join(f"{k}: {v}" for k, v in lost.items())
-            raise HTTPException(503, f"reload failed, still serving the previous state: {reasons}")
+            raise ReloadError(f"reload failed, still serving the previous state: {reasons}")
         app.state.serving = new  # the swap: one reference assignment
         metrics.observe_state(new)
         metrics.reloads.labels("ok").inc()
@@ -370,14 +404,7 @@ def reload(request: Request) -> ReloadResult:
         len(new.scores) if new.scores else 0,
         new.seconds,
     )
-    return ReloadResult(
-        model_version=new.model.version if new.model else None,
-        previous_model_version=old.model.version if old.model else None,
-        scores_accounts=len(new.scores) if new.scores else 0,
-        scores_as_of=new.scores.as_of if new.scores else None,
-        seconds=round(new.seconds, 3),
-        missing=dict(new.missing),
-    )
+    return old, new
 
 
 @probes.get("/healthz", response_model=Health, tags=["service"])
@@ -406,8 +433,7 @@ async def readyz(state: StateDep) -> JSONResponse:
 @probes.get("/metrics", tags=["service"], response_class=Response)
 def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics: requests by route and status, latency, model version, scores."""
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -446,7 +472,23 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             len(state.scores) if state.scores else 0,
             time.perf_counter() - started,
         )
-        yield
+        signal = signal_path()
+        follower = None
+        if signal is not None:  # one of several workers: follow the others' reloads
+            app.state.reload_token = read_token(signal)
+
+            def follow(token: str) -> None:
+                app.state.reload_token = token
+                _reload_state(app)
+
+            follower = asyncio.create_task(
+                follow_reloads(signal, lambda: app.state.reload_token, follow)
+            )
+        try:
+            yield
+        finally:
+            if follower is not None:
+                follower.cancel()
 
     app = FastAPI(
         title="kam: key-account defection risk and value",
@@ -469,6 +511,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several uvicorn workers: settings from :data:`SETTINGS_ENV` as JSON
+    (set by :func:`serving.server.run`), else from the environment and config file."""
+    text = os.environ.get(SETTINGS_ENV)
+    return create_app(ServeSettings.model_validate_json(text) if text else None)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

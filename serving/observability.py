@@ -1,16 +1,20 @@
 """Prometheus metrics of the service: requests by route and status, latency, model and scores.
 
-Each app gets its own registry, so several apps (tests, one process per worker) never share or
-double-register collectors.
+Each app gets its own registry, so several apps (tests) never share or double-register
+collectors. Under several uvicorn workers (``PROMETHEUS_MULTIPROC_DIR`` set, see
+:mod:`serving.workers`) the values live in that folder and ``/metrics`` adds up every worker's
+(gauges of the loaded model and scores: one series per worker, labelled by pid).
 """
 
 from __future__ import annotations
 
 import calendar
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.state import ServingState
@@ -41,19 +45,32 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.model = Info("kam_model", "The model being served.", registry=self.registry)
+        # a gauge rather than an Info, which the multiprocess mode does not support
+        self.model = Gauge(
+            "kam_model_info",
+            "The model being served (1 for the current labels).",
+            ["name", "version", "alias", "uri"],
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+        self._model_labels: tuple[str, str, str, str] | None = None
         self.model_loaded = Gauge(
-            "kam_model_loaded", "1 when a model is loaded, else 0.", registry=self.registry
+            "kam_model_loaded",
+            "1 when a model is loaded, else 0.",
+            registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.scores_loaded = Gauge(
             "kam_scores_loaded_accounts",
             "Accounts whose latest scores are loaded.",
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.scores_as_of = Gauge(
             "kam_scores_as_of_timestamp_seconds",
             "Latest as_of of the loaded scores (Unix time).",
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.reloads = Counter(
             "kam_reloads",
@@ -71,19 +88,33 @@ class Metrics:
     def observe_state(self, state: ServingState) -> None:
         """Describe the loaded model and scores."""
         model = state.model
-        self.model.info(
-            {
-                "name": (model.name or "") if model else "",
-                "version": (model.version or "") if model else "",
-                "alias": (model.alias or "") if model else "",
-                "uri": state.model_uri,
-            }
+        labels = (
+            (model.name or "") if model else "",
+            (model.version or "") if model else "",
+            (model.alias or "") if model else "",
+            state.model_uri,
         )
+        if self._model_labels is not None and self._model_labels != labels:
+            # zero first: in multiprocess mode the value stays in the worker's file
+            self.model.labels(*self._model_labels).set(0)
+            self.model.remove(*self._model_labels)
+        self.model.labels(*labels).set(1)
+        self._model_labels = labels
         self.model_loaded.set(1 if model is not None else 0)
         scores = state.scores
         self.scores_loaded.set(len(scores) if scores is not None else 0)
         as_of = scores.as_of if scores is not None else None
         self.scores_as_of.set(calendar.timegm(as_of.timetuple()) if as_of else 0)
+
+
+    def exposition(self) -> bytes:
+        """The text format of every metric (every worker's, in multiprocess mode)."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)
+        return generate_latest(merged)
 
 
 class MetricsMiddleware:

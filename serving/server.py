@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from serving.app import create_app
 from serving.auth import load_keys
 from serving.settings import ServeSettings
+from serving.workers import METRICS_ENV, SETTINGS_ENV, SIGNAL_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ def check_binding(settings: ServeSettings) -> None:
 
 
 def run(settings: ServeSettings | None = None) -> None:
-    """Serve the API with uvicorn (one worker) until interrupted.
+    """Serve the API with uvicorn until interrupted (``settings.workers`` processes).
 
     Parameters
     ----------
@@ -66,13 +72,32 @@ def run(settings: ServeSettings | None = None) -> None:
     """
     settings = settings if settings is not None else ServeSettings()
     check_binding(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
         # CRM clients send batches over one connection; keep it open between calls
-        timeout_keep_alive=30,
-    )
+        "timeout_keep_alive": 30,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), workers=1, **options)
+        return
+    # Workers are fresh processes that build the app themselves: hand them the settings, a
+    # reload signal file and a metrics folder, all scoped to this server (serving.workers).
+    shared = Path(tempfile.mkdtemp(prefix="kam-serve-"))
+    (shared / "metrics").mkdir()
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    os.environ[SIGNAL_ENV] = str(shared / "reload")
+    os.environ[METRICS_ENV] = str(shared / "metrics")
+    try:
+        uvicorn.run(
+            "serving.app:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            **options,
+        )
+    finally:
+        for name in (SETTINGS_ENV, SIGNAL_ENV, METRICS_ENV):
+            os.environ.pop(name, None)
+        shutil.rmtree(shared, ignore_errors=True)

@@ -49,6 +49,15 @@ class ServeSettings(Settings):
     currency: str = Field("¥", description="currency symbol on the web page, e.g. ¥, US$, €")
     access_log: bool = Field(False, description="uvicorn access log (metrics count every call)")
     log_level: str = Field("info", description="uvicorn log level")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description=(
+            "uvicorn worker processes: scoring posted rows is Python work, one core per "
+            "process; each worker loads the model and scores, reloads reach all of them"
+        ),
+    )
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

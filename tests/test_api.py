@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import numpy as np
 import pandas as pd
@@ -847,6 +853,85 @@ def test_reload_serves_a_newly_promoted_version(world: dict[str, Any]) -> None:
             assert f'version="{second.version}"' in text
         finally:
             registry.set_registered_model_alias(NAME, CHAMPION, "1")
+
+
+def _worker_series(metrics_text: str, metric: str) -> dict[str, str]:
+    """pid -> the full sample line of a per-worker gauge whose value is 1."""
+    series = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(metric + "{") and line.endswith(" 1.0"):
+            pid = line.split('pid="', 1)[1].split('"', 1)[0]
+            series[pid] = line
+    return series
+
+
+def test_two_workers_share_reloads_and_metrics(world: dict[str, Any]) -> None:
+    """Two uvicorn workers: both answer, a reload through one reaches both, metrics add up."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "KAM_WORKDIR": str(world["root"]),
+        "KAM_TRACKING_URI": world["tracking"],
+        "KAM_STORE_URL": world["store"],
+        "KAM_MODEL_NAME": NAME,
+        "KAM_API_KEYS": USER_KEY,
+        "KAM_ADMIN_API_KEYS": ADMIN_KEY,
+        "KAM_HOST": "127.0.0.1",
+        "KAM_PORT": str(port),
+        "KAM_WORKERS": "2",
+        "KAM_LOG_LEVEL": "warning",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from serving.server import run; run()"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    registry = MlflowClient(world["tracking"])
+    try:
+        deadline = time.monotonic() + 90
+        workers: dict[str, str] = {}
+        while len(workers) < 2:
+            assert server.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, "two workers did not start within 90 s"
+            time.sleep(0.5)
+            try:
+                workers = _worker_series(httpx.get(f"{base}/metrics").text, "kam_model_loaded")
+            except httpx.TransportError:
+                continue
+        # every request on a fresh connection: the kernel spreads them over the workers
+        for _ in range(20):
+            scored = httpx.post(f"{base}/v1/score", json={"features": {}}, headers=USER)
+            assert scored.status_code == 200, scored.text
+        text = httpx.get(f"{base}/metrics").text
+        assert 'kam_http_requests_total{method="POST",route="/v1/score",status="200"} 20.0' in text
+
+        mlflow.set_tracking_uri(world["tracking"])
+        new = str(mlflow.register_model(f"runs:/{world['run_id']}/scoring_bundle", NAME).version)
+        assert promote(NAME, tracking_uri=world["tracking"], version=new, force=True).promoted
+        reloaded = httpx.post(f"{base}/v1/admin/reload", headers=ADMIN, timeout=60)
+        assert reloaded.status_code == 200, reloaded.text
+        assert reloaded.json()["model_version"] == new
+        deadline = time.monotonic() + 30
+        while True:  # the other worker follows within a poll or two
+            info = _worker_series(httpx.get(f"{base}/metrics").text, "kam_model_info")
+            if len(info) == 2 and all(f'version="{new}"' in line for line in info.values()):
+                break
+            assert time.monotonic() < deadline, f"the reload did not reach both workers: {info}"
+            time.sleep(0.5)
+        versions = {
+            httpx.get(f"{base}/v1/model", headers=USER).json()["version"] for _ in range(20)
+        }
+        assert versions == {new}
+        text = httpx.get(f"{base}/metrics").text
+        assert 'kam_reloads_total{outcome="ok"} 2.0' in text
+    finally:
+        registry.set_registered_model_alias(NAME, CHAMPION, "1")
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_failed_reload_keeps_serving(world: dict[str, Any]) -> None:
