@@ -39,6 +39,9 @@ OUT = HERE / "out"
 # folder comes first on the path and would shadow `features`.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
+
+from bench.machine import cpus, peak_rss_mb  # noqa: E402
+
 BASELINE_FEATURES = [
     "revenue_90d",
     "revenue_365d",
@@ -63,7 +66,7 @@ def main() -> None:
     if args.child:
         run = _snapshots_child if args.child == "snapshots" else _pandas_child
         figures = run(args.store, [pd.Timestamp(d) for d in args.as_of], Path(args.result))
-        figures["peak_rss_mb"] = _peak_rss_mb()
+        figures["peak_rss_mb"] = peak_rss_mb()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         figures["cpu_seconds"] = usage.ru_utime + usage.ru_stime
         print(json.dumps(figures))
@@ -92,7 +95,7 @@ def _bench(args: argparse.Namespace) -> None:
     )
 
     load = os.getloadavg()[0]
-    print(f"{_cpus()} cores; load average before the runs {load:.1f}", end="")
+    print(f"{cpus()} cores; load average before the runs {load:.1f}", end="")
     print(" (other work is running: wall times will be inflated)" if load > 0.5 else "")
     snap_file = OUT / "features-snapshots.parquet"
     base_file = OUT / "features-pandas-baseline.parquet"
@@ -142,7 +145,7 @@ def _bench(args: argparse.Namespace) -> None:
         "baseline_over_snapshots": ratio,
         "baseline_over_snapshots_cpu_per_feature": per_feature,
         "baseline_matches": check,
-        "cpu_count": _cpus(),
+        "cpu_count": cpus(),
         "load_average_before": load,
     }
     (OUT / "features.json").write_text(json.dumps(report, indent=2))
@@ -274,20 +277,8 @@ def _compare(snap_file: Path, base_file: Path) -> str:
     return "no: largest differences " + ", ".join(f"{k} {v:g}" for k, v in worst.items())
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory, native allocations (DuckDB's) included."""
-    # VmHWM is the high-water mark of this program's own memory; ru_maxrss would also carry
-    # the parent's size at fork time across exec
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 if __name__ == "__main__":

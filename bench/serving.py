@@ -58,6 +58,8 @@ OUT = HERE / "out"
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpus, group_rss_mb, peak_rss_mb  # noqa: E402
+
 MODEL_NAME = "kam-bench"
 API_KEY = "bench-key-0123456789abcdef"
 GET_IDS = 5000
@@ -130,7 +132,7 @@ def _bench(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     world = OUT / f"serving-world-{args.accounts}x{args.years}y-seed{args.seed}"
     load_before = os.getloadavg()[0]
-    print(f"{_cpus()} cores; load average {load_before:.1f}", end="")
+    print(f"{cpus()} cores; load average {load_before:.1f}", end="")
     print(" (other work is running: figures will be inflated)" if load_before > 0.5 else "")
 
     marker = world / "prepared.json"
@@ -179,7 +181,7 @@ def _bench(args: argparse.Namespace) -> None:
     api = _start_api(world, port, args.workers)
     try:
         started = _wait_ready(f"http://127.0.0.1:{port}/readyz", api, timeout=600)
-        api_rss = _group_rss_mb(api.pid)
+        api_rss = group_rss_mb(api.pid)
         print(f"API ready in {started:.1f} s on port {port} (RSS {api_rss:,.0f} MB)")
         base = f"http://127.0.0.1:{port}"
         for label, file in (("GET /v1/accounts/{id}", get_file), ("POST /v1/score", post_file)):
@@ -308,7 +310,7 @@ def _report(
         "accounts": args.accounts,
         "years": args.years,
         "seed": args.seed,
-        "cpu_count": _cpus(),
+        "cpu_count": cpus(),
         "load_average_before": load_before,
         "prepare": prepared,
         "batch": batch,
@@ -419,7 +421,7 @@ def _batch_child(world: Path) -> dict[str, Any]:
         "write_seconds": write_seconds,
         "features_seconds": timings["features"],
         "model_drivers_actions_seconds": timings["scoring"],
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -709,39 +711,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
-def _group_rss_mb(group: int) -> float:
-    """Resident memory of every process in a process group (a server and its workers)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
-            total += _rss_mb(int(stat.parent.name))
-    return total
 
 
-def _peak_rss_mb() -> float:
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,19 +21,8 @@ from features.catalog import CATALOG
 from serving.phrasebook import Cause, Condition
 
 DEFAULT_PLAYBOOK = "playbook.yaml"
-OWNERS: tuple[str, ...] = ("AR", "SR", "FR", "executive sponsor")
-# The seven retention techniques of key-account management, plus differentiated service by tier.
-TECHNIQUES: tuple[str, ...] = (
-    "build_relationship_network",
-    "raise_relationship_level",
-    "influence_purchasing_standard",
-    "guarantee_product_quality",
-    "raise_service_level",
-    "guarantee_priority_supply",
-    "keep_communication_open",
-    "differentiated_service",
-)
 Owner = Literal["AR", "SR", "FR", "executive sponsor"]
+# The seven retention techniques of key-account management, plus differentiated service by tier.
 Technique = Literal[
     "build_relationship_network",
     "raise_relationship_level",
@@ -44,6 +33,8 @@ Technique = Literal[
     "keep_communication_open",
     "differentiated_service",
 ]
+OWNERS: tuple[str, ...] = get_args(Owner)
+TECHNIQUES: tuple[str, ...] = get_args(Technique)
 Tier = Literal["A", "B", "C"]
 _FAMILIES = {f.family for f in CATALOG}
 _FEATURES = {f.name for f in CATALOG}

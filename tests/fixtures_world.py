@@ -3,7 +3,8 @@
 Import the fixtures into a test module (``from tests.fixtures_world import small_world``) or
 call :func:`shared_world` for another size. A world is a simulated key-account history (with
 its ground truth), ingested into a DuckDB store, and a model trained on it into a temporary
-MLflow store, following the recipe of ``tests/test_training.py``.
+MLflow store; modules that need a world of their own (another size, seed or model name) call
+:func:`build_world`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from features.ingest import ingest
 from features.store import connect
 from features.synthetic import simulate
 from models.registry import LoadedModel, load_model
-from training.run import TrainRequest, train_candidate
+from training.run import TrainOutcome, TrainRequest, train_candidate
 
 SMALL_ACCOUNTS = 600
 LARGE_ACCOUNTS = 3000
@@ -37,6 +38,8 @@ class World:
     tracking: str
     model_name: str
     accounts: int
+    request: TrainRequest
+    outcome: TrainOutcome
     _model: LoadedModel | None = field(default=None, repr=False)
 
     def connect(self) -> Any:
@@ -61,24 +64,31 @@ class World:
 _WORLDS: dict[tuple[int, int, int], World] = {}
 
 
-def build_world(root: Path, accounts: int, *, years: int = YEARS, seed: int = SEED) -> World:
-    """Simulate, ingest and train a world under ``root``."""
+def build_world(
+    root: Path,
+    accounts: int,
+    *,
+    years: int = YEARS,
+    seed: int = SEED,
+    model_name: str | None = None,
+    experiment: str = "serving-tests",
+) -> World:
+    """Simulate, ingest and train a world under ``root`` (model version 1, not promoted)."""
     data = root / "data"
     simulate(accounts, years, seed, data)
     store = f"duckdb:///{data / 'kam.duckdb'}"
     ingest(data, store)
     tracking = f"sqlite:///{root / 'mlflow.db'}"
-    name = f"kam-serving-{accounts}"
-    train_candidate(
-        TrainRequest(
-            store_url=store,
-            tracking_uri=tracking,
-            experiment="serving-tests",
-            model_name=name,
-            artifact_location=(root / "artifacts").as_uri(),
-        )
+    name = model_name or f"kam-serving-{accounts}"
+    request = TrainRequest(
+        store_url=store,
+        tracking_uri=tracking,
+        experiment=experiment,
+        model_name=name,
+        artifact_location=(root / "artifacts").as_uri(),
     )
-    return World(root, data, store, tracking, name, accounts)
+    outcome = train_candidate(request)
+    return World(root, data, store, tracking, name, accounts, request, outcome)
 
 
 def shared_world(

@@ -22,10 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from features.ingest import ingest
 from features.snapshots import build_snapshots, data_end
 from features.store import connect
-from features.synthetic import simulate
 from models.registry import CHAMPION, alias_uri, load_model
 from serving.app import (
     MISSING_KEY,
@@ -41,8 +39,8 @@ from serving.schemas import MAX_BATCH_IDS, MAX_PAGE, AccountScore, AtRiskPage
 from serving.server import UnsafeBindError, check_binding, is_loopback
 from serving.settings import ServeSettings
 from serving.state import ScoresNotLoadedError, ScoreTable
+from tests.fixtures_world import build_world
 from training.promote import promote
-from training.run import TrainRequest, train_candidate
 
 NAME = "kam-api-test"
 USER_KEY = "user-key-0123456789abcdef"
@@ -55,20 +53,8 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A small world, a champion model, and scores at two as_of dates in the store."""
     root = tmp_path_factory.mktemp("api")
-    data = root / "data"
-    simulate(400, 3, 5, data)
-    store = f"duckdb:///{data / 'kam.duckdb'}"
-    ingest(data, store)
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    outcome = train_candidate(
-        TrainRequest(
-            store_url=store,
-            tracking_uri=tracking,
-            experiment="api",
-            model_name=NAME,
-            artifact_location=(root / "artifacts").as_uri(),
-        )
-    )
+    built = build_world(root, 400, years=3, seed=5, model_name=NAME, experiment="api")
+    store, tracking = built.store, built.tracking
     assert promote(NAME, tracking_uri=tracking).promoted
     model = load_model(alias_uri(NAME), tracking)
     con = connect(store)
@@ -89,7 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "root": root,
         "store": store,
         "tracking": tracking,
-        "run_id": outcome.run_id,
+        "run_id": built.outcome.run_id,
         "model": model,
         "latest": latest,
         "expected": expected.set_index("account_id", drop=False),

@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from features.ingest import ingest
 from features.periods import Period
-from features.synthetic import simulate
 from models.registry import CHAMPION, alias_uri, load_model
+from tests.fixtures_world import build_world
 from training.promote import promote
-from training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
+from training.run import TEST_SNAPSHOT, train_candidate
 from training.splits import SplitError, plan_split
 
 NAME = "kam-test"
@@ -24,19 +23,9 @@ NAME = "kam-test"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("training")
-    data = root / "data"
-    simulate(600, 5, 11, data)
-    store = f"duckdb:///{data / 'kam.duckdb'}"
-    ingest(data, store)
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    request = TrainRequest(
-        store_url=store,
-        tracking_uri=tracking,
-        experiment="test",
-        model_name=NAME,
-        artifact_location=(root / "artifacts").as_uri(),
-    )
-    outcome = train_candidate(request)
+    built = build_world(root, 600, years=5, seed=11, model_name=NAME, experiment="test")
+    root, store, tracking = built.root, built.store, built.tracking
+    request, outcome = built.request, built.outcome
     return {
         "root": root,
         "store": store,
