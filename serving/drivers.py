@@ -239,6 +239,10 @@ class _Plan:
     base_cause: np.ndarray
     conditional: tuple[int, ...]
     fallback: np.ndarray
+    # the same facts as plain Python values, for one row at a time
+    family_of: tuple[int, ...]  # each feature's driver family code, -1 when not driving
+    base_causes: tuple[int, ...]
+    fallbacks: tuple[int, ...]
 
 
 _PLANS: dict[tuple[int, int, tuple[str, ...]], tuple[FeatureSpec, Phrasebook, _Plan]] = {}
@@ -276,6 +280,9 @@ def _plan(spec: FeatureSpec, phrasebook: Phrasebook, exclude: tuple[str, ...]) -
         base_cause=base,
         conditional=tuple(conditional),
         fallback=fallback,
+        family_of=tuple(families.index(f) if f in families else -1 for f in member),
+        base_causes=tuple(base.tolist()),
+        fallbacks=tuple(fallback.tolist()),
     )
     if len(_PLANS) >= 16:
         _PLANS.clear()
@@ -388,3 +395,121 @@ def _join(first: str, second: str) -> str:
     parts = first.split("; ")
     new = [p for p in second.split("; ") if p not in parts]
     return "; ".join(parts + new)
+
+
+# ------------------------------------------------------------------------------------------------
+# One account at a time
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RowDriver:
+    """One driver of one account (a slot of :class:`Drivers`, as plain values)."""
+
+    family: int
+    feature: int
+    cause: int
+    contribution: float
+    phrase: str
+
+
+@dataclass(frozen=True)
+class RowDrivers:
+    """The drivers of one account: what :class:`Drivers` holds for one row, without arrays."""
+
+    families: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    slots: tuple[RowDriver, ...]
+    cause_strength: tuple[float, ...]
+
+    def records(self) -> list[dict[str, object]]:
+        """As :meth:`Drivers.records`."""
+        return [
+            {
+                "family": self.families[d.family],
+                "cause": CAUSES[d.cause],
+                "feature": self.feature_names[d.feature],
+                "contribution": round(d.contribution, 4),
+                "phrase": d.phrase,
+            }
+            for d in self.slots
+        ]
+
+
+def row_drivers(
+    contributions: Sequence[float],
+    spec: FeatureSpec,
+    row: Mapping[str, float],
+    phrasebook: Phrasebook,
+    *,
+    top: int = DEFAULT_TOP,
+    exclude_families: Sequence[str] = NOT_ACTIONABLE,
+    min_contribution: float = MIN_CONTRIBUTION,
+) -> RowDrivers:
+    """:func:`compute_drivers` for one account, on plain floats.
+
+    Scoring one posted row, numpy's cost per call outweighs the arithmetic many times over;
+    this applies the same rules in plain Python (the tests hold both equal on real rows).
+
+    Parameters
+    ----------
+    contributions
+        One row of ``Scorer.contributions`` (features, then the bias).
+    spec, phrasebook, top, exclude_families, min_contribution
+        As for :func:`compute_drivers`.
+    row
+        Feature name -> float (NaN = no value), for the phrases' figures.
+
+    Returns
+    -------
+    RowDrivers
+    """
+    plan = _plan(spec, phrasebook, tuple(exclude_families))
+    names = plan.names
+    contrib = [float(c) for c in contributions[: len(names)]]
+    cause_of = list(plan.base_causes)
+    for j in plan.conditional:
+        cause_of[j] = phrasebook.cause_code_one(names[j], row)
+    if EVIDENCE_CODE in cause_of:
+        evidence = [0.0] * len(ROOT_CAUSES)
+        for j, c in enumerate(contrib):
+            cause = cause_of[j]
+            if plan.family_of[j] >= 0 and 0 <= cause < len(ROOT_CAUSES):
+                evidence[cause] += c
+        strongest = max(range(len(evidence)), key=evidence.__getitem__)
+        clear = evidence[strongest] > EVIDENCE_MIN
+        for j, cause in enumerate(cause_of):
+            if cause == EVIDENCE_CODE:
+                cause_of[j] = strongest if clear else plan.fallbacks[j]
+
+    nf = len(plan.families)
+    family_sum = [0.0] * nf
+    best = [-1] * nf  # strongest feature of each family, then the runner-up
+    runner = [-1] * nf
+    for j, c in enumerate(contrib):
+        f = plan.family_of[j]
+        if f < 0:
+            continue
+        family_sum[f] += c
+        b = best[f]
+        if b < 0 or c > contrib[b]:
+            best[f], runner[f] = j, b
+        elif runner[f] < 0 or c > contrib[runner[f]]:
+            runner[f] = j
+
+    slots: list[RowDriver] = []
+    # stable descending order, as numpy's stable argsort of the negated sums
+    for f in sorted(range(nf), key=lambda f: -family_sum[f])[: min(top, nf)]:
+        if not family_sum[f] > min_contribution:
+            break
+        b, r = best[f], runner[f]
+        phrase = phrasebook.render_one(names[b], row)
+        joins = r >= 0 and contrib[r] > 0 and contrib[r] >= SECOND_FEATURE_SHARE * contrib[b]
+        # the runner-up joins only when it says something: a real phrasing, new parts only
+        if joins and phrasebook.choose_one(names[r], row) >= 0:
+            phrase = _join(phrase, phrasebook.render_one(names[r], row))
+        slots.append(RowDriver(f, b, cause_of[b], family_sum[f], phrase))
+
+    strength = [0.0] * len(CAUSES)
+    for j, c in enumerate(contrib):
+        if plan.family_of[j] >= 0 and c > 0:
+            strength[cause_of[j]] += c
+    return RowDrivers(plan.families, names, tuple(slots), tuple(strength))

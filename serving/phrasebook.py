@@ -12,6 +12,7 @@ is shared with the playbook's triggers.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,14 @@ _OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "!=": np.not_equal,
     ">": np.greater,
     "<": np.less,
+}
+_SCALAR_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
 }
 _CONDITION = re.compile(
     r"^\s*(?:(?P<feature>[a-z_][a-z0-9_]*)\s+)?"
@@ -130,6 +139,16 @@ class Condition:
         if self.op == "!=":  # the one comparison that is true on NaN
             return (column != self.value) & ~np.isnan(column)
         return _OPS[self.op](column, self.value)
+
+    def holds_one(self, row: Mapping[str, float]) -> bool:
+        """:meth:`holds` for one account: ``row`` maps feature names to floats (NaN = none)."""
+        v = row.get(self.feature)
+        if v is None:
+            return False
+        if self.op == "missing":
+            return math.isnan(v)
+        # Python's comparisons are false on NaN, as numpy's are; "!=" is the exception
+        return _SCALAR_OPS[self.op](v, self.value) and not (self.op == "!=" and math.isnan(v))
 
     def __str__(self) -> str:
         if self.op == "missing":
@@ -255,6 +274,18 @@ class Phrasing:
                 texts = [_noun(t, piece.noun) for t in texts]
             parts.append(texts)
         return ["".join(p) for p in zip(*parts, strict=True)] if parts else [""] * len(rows)
+
+
+    def render_one(self, row: Mapping[str, float]) -> str:
+        """:meth:`render` for one account (``row``: feature name -> float)."""
+        out: list[str] = []
+        for piece in self.pieces:
+            if piece.feature is None:
+                out.append(piece.literal)
+                continue
+            text = _FORMATS[piece.fmt](row[piece.feature])
+            out.append(_noun(text, piece.noun) if piece.noun else text)
+        return "".join(out)
 
 
 def _compile(feature: str, text: str) -> tuple[_Piece, ...]:
@@ -432,6 +463,40 @@ class Phrasebook:
                         else CAUSES.index(phrasing.cause)
                     )
         return out
+
+
+    # One account at a time: the same rules on a row of floats, without array overhead (the
+    # service scores posted rows one by one; tests hold these equal to the methods above).
+    def choose_one(self, feature: str, row: Mapping[str, float]) -> int:
+        """:meth:`choose` for one account (``row``: feature name -> float, NaN = no value)."""
+        for k, phrasing in enumerate(self.phrasings.get(feature, ())):
+            if any(name not in row for name in phrasing.uses):
+                continue
+            if all(c.holds_one(row) for c in phrasing.conditions) and not any(
+                math.isnan(row[name]) for name in phrasing.uses
+            ):
+                return k
+        return -1
+
+    def render_one(self, feature: str, row: Mapping[str, float]) -> str:
+        """:meth:`render` for one account."""
+        k = self.choose_one(feature, row)
+        if k >= 0:
+            return self.phrasings[feature][k].render_one(row)
+        description = by_name(feature).description
+        v = row.get(feature)
+        return description if v is None or math.isnan(v) else f"{description}: {_plain(v)}"
+
+    def cause_code_one(self, feature: str, row: Mapping[str, float]) -> int:
+        """:meth:`cause_codes` for one account."""
+        phrasings = self.phrasings.get(feature, ())
+        if any(p.cause for p in phrasings):
+            k = self.choose_one(feature, row)
+            cause = phrasings[k].cause if k >= 0 else None
+            if cause:
+                return EVIDENCE_CODE if cause == EVIDENCE else CAUSES.index(cause)
+        base = self.causes.get(feature, "relationship")
+        return EVIDENCE_CODE if base == EVIDENCE else CAUSES.index(base)
 
 
 def _generic(feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:

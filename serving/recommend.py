@@ -18,7 +18,9 @@ on arrays, one playbook action at a time.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.drivers import Drivers
+from serving.drivers import Drivers, RowDrivers
 from serving.phrasebook import CAUSES, Condition, Phrasebook
 from serving.playbook import Playbook
 
@@ -251,6 +253,11 @@ class _Plan:
     cool_down: np.ndarray
     cause_index: np.ndarray
     due_in: np.ndarray
+    # per action, as plain Python values for one row at a time: the driver family, feature and
+    # cause codes that trigger it
+    families_of: tuple[frozenset[int], ...]
+    features_of: tuple[frozenset[int], ...]
+    causes_of: tuple[frozenset[int], ...]
 
 
 _TIER_CODE = {"A": 0, "B": 1, "C": 2}
@@ -286,11 +293,18 @@ def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ..
         cool_down=np.array([a.cool_down_days for a in actions], dtype=float),
         cause_index=np.array([CAUSES.index(a.cause) for a in actions]),
         due_in=np.array([a.due_in_days for a in actions], dtype="timedelta64[D]"),
+        families_of=_codes(families, [a.trigger.families for a in actions]),
+        features_of=_codes(features, [a.trigger.features for a in actions]),
+        causes_of=_codes(CAUSES, [a.trigger.causes for a in actions]),
     )
     if len(_PLANS) >= 16:
         _PLANS.clear()
     _PLANS[key] = (playbook, plan)
     return plan
+
+
+def _codes(names: tuple[str, ...], wanted: list[list[str]]) -> tuple[frozenset[int], ...]:
+    return tuple(frozenset(i for i, name in enumerate(names) if name in w) for w in wanted)
 
 
 def _tier_codes(tiers: np.ndarray) -> np.ndarray:
@@ -353,3 +367,82 @@ def days_since_taken(
     out[rows[keep], cols[keep]] = days[keep]
     return out
 
+
+
+def recommend_row(
+    playbook: Playbook,
+    drivers: RowDrivers,
+    row: Mapping[str, float],
+    tier: str | None,
+    as_of: dt.date,
+    phrasebook: Phrasebook,
+    *,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> list[dict[str, Any]]:
+    """:func:`recommend` for one account without history, on plain values.
+
+    The same matching and ranking (the tests hold both equal on real rows); returns what
+    :meth:`Recommendations.records` gives for the account.
+
+    Parameters
+    ----------
+    playbook, phrasebook, max_actions
+        As for :func:`recommend`.
+    drivers
+        The account's drivers (:func:`serving.drivers.row_drivers`).
+    row
+        Feature name -> float (NaN = no value), for the trigger conditions and the reasons.
+    tier
+        The account's tier; None lets every tier's actions apply.
+    as_of
+        Scoring date; due dates count from it.
+    """
+    plan = _plan(playbook, drivers.families, drivers.feature_names)
+    tier_code = _TIER_CODE.get(tier, 3)  # type: ignore[arg-type]
+    holds = {c: c.holds_one(row) for c, _ in plan.conditions if c.feature in row}
+    ranked: list[tuple[float, float, int, int]] = []
+    for a, action in enumerate(playbook.actions):
+        if not plan.tier_ok[a, tier_code]:
+            continue
+        if not all(holds.get(c, True) for c in action.trigger.conditions):
+            continue
+        # the strongest of the account's drivers that triggers the action (first on ties)
+        slot, best = -1, -math.inf
+        for s, d in enumerate(drivers.slots):
+            if (
+                d.family in plan.families_of[a]
+                or d.feature in plan.features_of[a]
+                or d.cause in plan.causes_of[a]
+            ) and d.contribution > best:
+                slot, best = s, d.contribution
+        needs = action.trigger.needs_driver
+        if needs and slot < 0:
+            continue
+        score = best if needs else 0.0
+        # conditions alone: the top driver, if any, is the reason
+        reason_slot = slot if needs else (0 if drivers.slots else -1)
+        primary = drivers.cause_strength[plan.cause_index[a]]
+        ranked.append((-primary, -score, a, reason_slot))
+    out: list[dict[str, Any]] = []
+    for _, _, a, reason_slot in sorted(ranked)[:max_actions]:
+        action = playbook.actions[a]
+        if reason_slot >= 0:
+            reason = drivers.slots[reason_slot].phrase
+        else:
+            conditions = action.trigger.conditions
+            if conditions and conditions[0].feature in row:
+                reason = phrasebook.render_one(conditions[0].feature, row)
+            else:
+                reason = f"tier {tier or '?'} account"
+        out.append(
+            {
+                "action_id": action.id,
+                "title": action.title,
+                "technique": action.technique,
+                "owner": action.owner,
+                "due_date": (as_of + dt.timedelta(days=action.due_in_days)).isoformat(),
+                "reason": reason,
+                "cause": action.cause,
+            }
+        )
+    return out

@@ -11,6 +11,7 @@ see :func:`relationship_stage`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -160,3 +161,36 @@ def relationship_stage(values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     stage = np.where(young, "exploratory", stage)
     stage = np.where(eroding, "disintegrating", stage)
     return stage.astype(object)
+
+
+def relationship_stage_one(row: Mapping[str, float]) -> str:
+    """:func:`relationship_stage` for one account (``row``: feature name -> float, NaN = none).
+
+    The same rules in the same order; a comparison with a missing value is false, as there.
+    """
+    nan = math.nan
+    tenure = row.get("tenure_days", nan)
+    eroding = (
+        row.get("revenue_yoy_90d", nan) <= ERODING_QUARTER
+        and row.get("revenue_change_365d", nan) <= ERODING_YEAR
+    ) or row.get("overdue_ratio", nan) >= STOPPED_OVERDUE
+    if eroding:
+        return "disintegrating"
+    if tenure < YEAR_DAYS:
+        return "exploratory"
+    roles = row.get("contact_roles_180d", nan)
+    if not math.isnan(roles):
+        executive = row.get("executive_contact_recency_days", nan)
+        if roles >= 5 and executive <= 90 and tenure >= 3 * YEAR_DAYS:
+            return "integrated"
+        if roles >= 3 and executive <= 180 and tenure >= 2 * YEAR_DAYS:
+            return "interdependent"
+        if roles >= 2 or row.get("contacts_180d", nan) >= 3:
+            return "co-operative"
+        return "basic"
+    months = row.get("active_months_share_12m", nan)
+    if tenure >= 3 * YEAR_DAYS and months >= 0.75 and row.get("categories_365d", nan) >= 3:
+        return "interdependent"
+    if tenure >= 2 * YEAR_DAYS and months >= 0.5:
+        return "co-operative"
+    return "basic"
