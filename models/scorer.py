@@ -19,10 +19,14 @@ from scipy.special import expit
 
 from models.calibration import ProbabilityCalibrator
 from models.feature_spec import FeatureSpec
+from models.single_row import Kind, SingleRowPredictor, single_row_predictor
 
 PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
 OFFSET_FEATURE = "revenue_365d"
 TENURE_FEATURE = "tenure_days"
+# Up to this many rows, LightGBM's single-row fast path, one row at a time, beats one call of
+# Booster.predict (whose fixed cost is about 60-90 microseconds).
+SINGLE_ROW_MAX = 8
 
 
 def value_base(
@@ -88,6 +92,31 @@ class Scorer:
     tenure_feature: str | None = None
     offset_scale: float = 365.0
     meta: dict[str, Any] = field(default_factory=dict)
+    _single_row: dict[tuple[str, str], SingleRowPredictor | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the fast predictors hold C handles: rebuilt on first use after unpickling or copying
+        return {k: v for k, v in self.__dict__.items() if k != "_single_row"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _single_row={})
+
+    def _predict(self, model: str, x: np.ndarray, kind: Kind, threads: int) -> np.ndarray:
+        """One of the boosters on ``x``: one row at a time for a few rows, else in one call."""
+        if 0 < len(x) <= SINGLE_ROW_MAX:
+            key = (model, kind)
+            if key not in self._single_row:
+                self._single_row[key] = single_row_predictor(getattr(self, model), kind)
+            fast = self._single_row[key]
+            if fast is not None:
+                out = np.stack([fast.predict(row) for row in x])
+                return out if kind == "contrib" else out[:, 0]
+        booster: lgb.Booster = getattr(self, model)
+        if kind == "contrib":
+            return np.asarray(booster.predict(x, pred_contrib=True, num_threads=threads))
+        return np.asarray(booster.predict(x, raw_score=kind == "raw", num_threads=threads))
 
     def value_offset(self, x: np.ndarray) -> np.ndarray:
         """Last period's revenue (scaled to the horizon), floored at 1: the value models' base."""
@@ -112,17 +141,17 @@ class Scorer:
         # one thread for small batches: an idle second OpenMP thread spins and costs ~8 ms
         threads = 1 if len(x) < 2000 else num_threads
         if defection_log_odds is None:
-            raw = self.defection.predict(x, num_threads=threads)
+            raw = self._predict("defection", x, "normal", threads)
         else:
             raw = expit(np.asarray(defection_log_odds, dtype=float))
         base = self.value_offset(x)
-        value = np.exp(self.value.predict(x, raw_score=True, num_threads=threads)) * base
+        value = np.exp(self._predict("value", x, "raw", threads)) * base
         log_base = np.log1p(base)
         low = np.expm1(
-            self.lower.predict(x, num_threads=threads) + log_base - self.interval_margin[0]
+            self._predict("lower", x, "normal", threads) + log_base - self.interval_margin[0]
         )
         high = np.expm1(
-            self.upper.predict(x, num_threads=threads) + log_base + self.interval_margin[1]
+            self._predict("upper", x, "normal", threads) + log_base + self.interval_margin[1]
         )
         low = np.clip(np.minimum(low, value), 0.0, None)
         high = np.maximum(high, value)
@@ -141,7 +170,7 @@ class Scorer:
     def contributions(self, x: np.ndarray, *, num_threads: int = 0) -> np.ndarray:
         """SHAP contributions of each feature to the defection log-odds (last column: bias)."""
         threads = 1 if len(x) < 2000 else num_threads
-        return np.asarray(self.defection.predict(x, pred_contrib=True, num_threads=threads))
+        return self._predict("defection", x, "contrib", threads)
 
     def save(self, directory: Path) -> dict[str, str]:
         """Write the scorer to ``directory``; returns the artifact paths by name."""
