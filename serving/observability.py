@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.state import ServingState
@@ -106,6 +106,12 @@ class Metrics:
         as_of = scores.as_of if scores is not None else None
         self.scores_as_of.set(calendar.timegm(as_of.timetuple()) if as_of else 0)
 
+
+    def worker_exiting(self) -> None:
+        """Drop this worker's live gauges from the shared folder (a worker that stops)."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            mark_process_dead(os.getpid(), folder)
 
     def exposition(self) -> bytes:
         """The text format of every metric (every worker's, in multiprocess mode)."""

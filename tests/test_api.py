@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -841,6 +843,18 @@ def test_reload_serves_a_newly_promoted_version(world: dict[str, Any]) -> None:
             registry.set_registered_model_alias(NAME, CHAMPION, "1")
 
 
+def test_a_replaced_state_is_freed_and_the_new_one_frozen(world: dict[str, Any]) -> None:
+    """The loaded state is kept out of the cyclic collector's scans, yet a reload lets go of
+    the state it replaced."""
+    with TestClient(create_app(serve_settings(world))) as served:
+        assert gc.get_freeze_count() > 10_000  # libraries, model and scores: frozen
+        first = weakref.ref(served.app.state.serving)
+        assert served.post("/v1/admin/reload", headers=ADMIN).status_code == 200
+        assert first() is None
+        assert gc.get_freeze_count() > 10_000
+        assert served.app.state.serving.model is not None
+
+
 def _worker_series(metrics_text: str, metric: str) -> dict[str, str]:
     """pid -> the full sample line of a per-worker gauge whose value is 1."""
     series = {}
@@ -914,6 +928,14 @@ def test_two_workers_share_reloads_and_metrics(world: dict[str, Any]) -> None:
         assert versions == {new}
         text = httpx.get(f"{base}/metrics").text
         assert 'kam_reloads_total{outcome="ok"} 2.0' in text
+
+        # a worker that stops takes its live gauges with it
+        gone = next(iter(info))
+        os.kill(int(gone), signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while gone in _worker_series(httpx.get(f"{base}/metrics").text, "kam_model_loaded"):
+            assert time.monotonic() < deadline, f"worker {gone}'s gauges outlived it"
+            time.sleep(0.5)
     finally:
         registry.set_registered_model_alias(NAME, CHAMPION, "1")
         os.killpg(server.pid, signal.SIGTERM)
