@@ -1,4 +1,4 @@
-"""What the benchmarks report about the machine and their processes: cores and memory."""
+"""What the benchmarks report about the machine and their processes: cores, memory, CPU."""
 
 from __future__ import annotations
 
@@ -34,14 +34,26 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def group_rss_mb(group: int) -> float:
-    """Resident memory of every process in a process group (a server and its workers)."""
-    total = 0.0
+def _group_stats(group: int) -> list[tuple[int, list[str]]]:
+    """(pid, /proc stat fields after the name) of every process in a process group."""
+    out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
-            total += rss_mb(int(stat.parent.name))
-    return total
+            out.append((int(stat.parent.name), fields))
+    return out
+
+
+def group_rss_mb(group: int) -> float:
+    """Resident memory of every process in a process group (a server and its workers)."""
+    return sum(rss_mb(pid) for pid, _ in _group_stats(group))
+
+
+def group_cpu_seconds(group: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a process group."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    # utime and stime are fields 14 and 15 of /proc/<pid>/stat, 12 and 13 after the name
+    return sum(int(f[11]) + int(f[12]) for _, f in _group_stats(group)) / ticks

@@ -11,12 +11,12 @@
    point-in-time features (with the actions history) and the model + drivers + actions (the
    bar). ``--retrain`` retrains on the cached world after a change to training.
 3. Starts the API (``serving.server.run``: uvicorn, ``--workers`` processes, default 2 for the
-   2 cores, API keys on) in its own process group
-   on loopback and loads it from another process: ``GET /v1/accounts/{id}`` (random ids) and
-   ``POST /v1/score`` (real feature rows), each at a fixed rate (open loop: latency counts from
-   the moment a request was due, so a slow server cannot hide its queue) and at the maximum
-   (wrk when installed, e.g. ``apt-get install wrk``; else a closed-loop client with the same
-   connections).
+   2 cores, API keys on) in its own process group on loopback and loads it from another
+   process: ``GET /v1/accounts/{id}`` (random ids) and ``POST /v1/score`` (real feature rows),
+   each first at the maximum (wrk when installed, e.g. ``apt-get install wrk``; else a
+   closed-loop client with the same connections), then at a fixed rate (open loop: latency
+   counts from the moment a request was due, so a slow server cannot hide its queue). The
+   maximum comes first because an overloaded fixed-rate phase leaves a queue behind it.
 4. Starts ``mlflow models serve -m models:/<name>@champion --env-manager local`` (as many
    workers)
    on the same bundle and loads its ``/invocations`` (one row, ``dataframe_split``) the same
@@ -58,7 +58,7 @@ OUT = HERE / "out"
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import cpus, group_rss_mb, peak_rss_mb  # noqa: E402
+from bench.machine import cpus, group_cpu_seconds, group_rss_mb, peak_rss_mb  # noqa: E402
 
 MODEL_NAME = "kam-bench"
 API_KEY = "bench-key-0123456789abcdef"
@@ -181,12 +181,15 @@ def _bench(args: argparse.Namespace) -> None:
     api = _start_api(world, port, args.workers)
     try:
         started = _wait_ready(f"http://127.0.0.1:{port}/readyz", api, timeout=600)
+        started += _wait_quiet(api)
         api_rss = group_rss_mb(api.pid)
-        print(f"API ready in {started:.1f} s on port {port} (RSS {api_rss:,.0f} MB)")
+        print(f"API ready in {started:.1f} s on port {port}, every worker loaded "
+              f"(RSS {api_rss:,.0f} MB)")
         base = f"http://127.0.0.1:{port}"
         for label, file in (("GET /v1/accounts/{id}", get_file), ("POST /v1/score", post_file)):
-            phases.append(_phase("kam API", label, base, file, args.rate, args, None))
+            # the maximum first: an overloaded fixed-rate phase leaves a queue behind it
             phases.append(_phase("kam API", label, base, file, 0, args, wrk))
+            phases.append(_phase("kam API", label, base, file, args.rate, args, None))
         metrics = _get(f"{base}/metrics").decode()
     finally:
         _stop(api)
@@ -200,11 +203,13 @@ def _bench(args: argparse.Namespace) -> None:
         server = _start_mlflow(world, port, args.workers)
         try:
             started = _wait_ready(f"http://127.0.0.1:{port}/ping", server, timeout=600)
-            print(f"mlflow models serve ready in {started:.1f} s on port {port}")
+            started += _wait_quiet(server)
+            print(f"mlflow models serve ready in {started:.1f} s on port {port}, every worker "
+                  "loaded")
             base = f"http://127.0.0.1:{port}"
             label = "POST /invocations (1 row)"
-            phases.append(_phase("mlflow serve", label, base, mlflow_file, args.rate, args, None))
             phases.append(_phase("mlflow serve", label, base, mlflow_file, 0, args, wrk))
+            phases.append(_phase("mlflow serve", label, base, mlflow_file, args.rate, args, None))
         finally:
             _stop(server)
 
@@ -506,6 +511,20 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> f
             pass
         time.sleep(0.25)
     raise SystemExit(f"{url} not ready after {timeout:.0f} s")
+
+
+def _wait_quiet(process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    """Wait until a server's processes stop using CPU: every worker has loaded, not just the
+    first to answer. Returns the seconds waited."""
+    began = time.perf_counter()
+    before = group_cpu_seconds(process.pid)
+    while time.perf_counter() - began < timeout:
+        time.sleep(1.0)
+        now = group_cpu_seconds(process.pid)
+        if now - before < 0.05:
+            break
+        before = now
+    return time.perf_counter() - began
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
