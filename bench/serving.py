@@ -9,7 +9,9 @@
 2. Batch-scores every active account with drivers and actions (``serving.batch.score_accounts``)
    in a child process and writes the ``scores`` table; times the whole and its two stages: the
    point-in-time features (with the actions history) and the model + drivers + actions (the
-   bar). ``--retrain`` retrains on the cached world after a change to training.
+   bar). ``--retrain`` retrains on the cached world after a change to training. Then times one
+   posted row in process: ``score_matrix`` vectorised against its one-row twins, and
+   LightGBM's four predictions through ``Booster.predict`` against its single-row fast path.
 3. Starts the API (``serving.server.run``: uvicorn, ``--workers`` processes, default 2 for the
    2 cores, API keys on) in its own process group on loopback and loads it from another
    process: ``GET /v1/accounts/{id}`` (random ids) and ``POST /v1/score`` (real feature rows),
@@ -104,7 +106,9 @@ def main() -> None:
     parser.add_argument(
         "--retrain", action="store_true", help="retrain on the cached world (training changed)"
     )
-    parser.add_argument("--child", choices=["prepare", "batch", "load"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["prepare", "batch", "row", "load"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--world", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--requests", help=argparse.SUPPRESS)
@@ -112,6 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child == "prepare":
         _emit(_prepare_child(Path(args.world), args))
+    elif args.child == "row":
+        _emit(_row_child(Path(args.world)))
     elif args.child == "batch":
         _emit(_batch_child(Path(args.world)))
     elif args.child == "load":
@@ -172,6 +178,16 @@ def _bench(args: argparse.Namespace) -> None:
         f"{batch['write_seconds']:.1f} s; peak RSS {batch['peak_rss_mb']:,.0f} MB"
     )
 
+    print("one posted row, in process (child process)")
+    row = _child(["--child", "row", "--world", str(world)])
+    speedup = row["vectorised_ms"] / row["one_by_one_ms"]
+    print(
+        f"  score_matrix: vectorised {row['vectorised_ms']:.2f} ms, one-row twins "
+        f"{row['one_by_one_ms']:.2f} ms (medians; {speedup:.1f}x); LightGBM's four predictions: "
+        f"Booster.predict {row['booster_ms']:.2f} ms, single-row fast path "
+        f"{row['fast_ms']:.2f} ms"
+    )
+
     get_file = world / "requests-get.tsv"
     post_file = world / "requests-post.tsv"
     mlflow_file = world / "requests-mlflow.tsv"
@@ -213,7 +229,7 @@ def _bench(args: argparse.Namespace) -> None:
         finally:
             _stop(server)
 
-    _report(args, prepared, batch, phases, api_rss, errors_in_metrics, load_before, wrk)
+    _report(args, prepared, batch, row, phases, api_rss, errors_in_metrics, load_before, wrk)
 
 
 def _phase(
@@ -254,6 +270,7 @@ def _report(
     args: argparse.Namespace,
     prepared: dict[str, Any],
     batch: dict[str, Any],
+    row: dict[str, float],
     phases: list[dict[str, Any]],
     api_rss: float,
     server_errors: float,
@@ -319,6 +336,7 @@ def _report(
         "load_average_before": load_before,
         "prepare": prepared,
         "batch": batch,
+        "one_row": row,
         "api_rss_mb": api_rss,
         "api_server_5xx": server_errors,
         "phases": phases,
@@ -428,6 +446,56 @@ def _batch_child(world: Path) -> dict[str, Any]:
         "model_drivers_actions_seconds": timings["scoring"],
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def _row_child(world: Path, calls: int = 2000) -> dict[str, float]:
+    """Median cost of scoring one posted row: the vectorised path against the one-row twins,
+    and LightGBM's four predictions through Booster.predict against its single-row fast path.
+    The contenders alternate call by call, so both see the same machine."""
+    from models.registry import alias_uri, load_model
+    from models.single_row import single_row_predictor
+    from serving.batch import score_matrix
+    from serving.playbook import load_playbook
+
+    prepared = json.loads((world / "prepared.json").read_text())
+    model = load_model(alias_uri(MODEL_NAME), prepared["tracking"])
+    scorer, playbook = model.scorer, load_playbook()
+    lines = (world / "requests-post.tsv").read_text().splitlines()
+    x = scorer.spec.record_matrix(
+        [json.loads(line.split("\t", 2)[2])["features"] for line in lines]
+    )
+
+    def booster(row: np.ndarray) -> None:
+        scorer.defection.predict(row, pred_contrib=True, num_threads=1)
+        scorer.value.predict(row, raw_score=True, num_threads=1)
+        scorer.lower.predict(row, num_threads=1)
+        scorer.upper.predict(row, num_threads=1)
+
+    quick = [
+        single_row_predictor(scorer.defection, "contrib"),
+        single_row_predictor(scorer.value, "raw"),
+        single_row_predictor(scorer.lower, "normal"),
+        single_row_predictor(scorer.upper, "normal"),
+    ]
+
+    def fast(row: np.ndarray) -> None:
+        for predictor in quick:
+            predictor.predict(row[0])
+
+    contenders = {
+        "vectorised_ms": lambda row: score_matrix(model, row, playbook=playbook, one_by_one=False),
+        "one_by_one_ms": lambda row: score_matrix(model, row, playbook=playbook, one_by_one=True),
+        "booster_ms": booster,
+        "fast_ms": fast,
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for i in range(calls):
+        row = x[i % len(x)][None, :]
+        for name, call in contenders.items():
+            began = time.perf_counter()
+            call(row)
+            seconds[name].append(time.perf_counter() - began)
+    return {name: float(np.median(t) * 1e3) for name, t in seconds.items()}
 
 
 def _write_requests(world: Path, snapshot: Any, scores: Any, model: Any) -> None:
