@@ -359,7 +359,7 @@ def reload(request: Request) -> ReloadResult:
     """
     app = request.app
     try:
-        old, new = _reload_state(app)
+        previous_version, new = _reload_state(app)
     except ReloadError as err:
         raise HTTPException(503, str(err)) from None
     signal = signal_path()
@@ -367,7 +367,7 @@ def reload(request: Request) -> ReloadResult:
         app.state.reload_token = announce_reload(signal)
     return ReloadResult(
         model_version=new.model.version if new.model else None,
-        previous_model_version=old.model_version,
+        previous_model_version=previous_version,
         scores_accounts=len(new.scores) if new.scores else 0,
         scores_as_of=new.scores.as_of if new.scores else None,
         seconds=round(new.seconds, 3),
@@ -395,8 +395,12 @@ def settle_heap() -> float:
     return time.perf_counter() - began
 
 
-def _reload_state(app: FastAPI) -> tuple[_Previous, ServingState]:
-    """Load model, scores and playbook afresh and swap them in; returns (old, new) states."""
+def _reload_state(app: FastAPI) -> tuple[str | None, ServingState]:
+    """Load model, scores and playbook afresh and swap them in.
+
+    Returns the replaced model's version and the new state: not the old state, which is let
+    go (requests still in flight hold it until they finish).
+    """
     metrics: Metrics = app.state.metrics
     # one reload at a time; requests keep being answered from the old state meanwhile
     with app.state.reload_lock:
@@ -414,25 +418,18 @@ def _reload_state(app: FastAPI) -> tuple[_Previous, ServingState]:
         app.state.serving = new  # the swap: one reference assignment
         metrics.observe_state(new)
         metrics.reloads.labels("ok").inc()
-        previous = _Previous(old.model.version if old.model else None)
-        del old  # requests still in flight hold the old state until they finish
+        previous = old.model.version if old.model else None
+        del old
         settled = settle_heap()
     logger.info(
         "reloaded model %s (was %s), %s accounts in %.1f s (heap settled in %.2f s)",
         new.model.version if new.model else None,
-        previous.model_version,
+        previous,
         len(new.scores) if new.scores else 0,
         new.seconds,
         settled,
     )
     return previous, new
-
-
-@dataclass(frozen=True)
-class _Previous:
-    """What a reload reports of the state it replaced (not the state: it is let go)."""
-
-    model_version: str | None
 
 
 @probes.get("/healthz", response_model=Health, tags=["service"])

@@ -77,8 +77,9 @@ SCORES_SCHEMA: dict[str, str] = {
 SCORE_COLUMNS: tuple[str, ...] = tuple(SCORES_SCHEMA)
 MASTER_COLUMNS = ("name", "industry", "region", "account_manager")
 STAKE_FEATURE = "revenue_365d"
-# Up to this many posted rows, each is explained on plain floats: the vectorised path costs
-# about 2 ms whatever the batch size, the one-row twins about 0.1 ms a row (2 cores).
+# Up to this many posted rows, each is explained on plain floats: on one row the vectorised
+# drivers, actions and stages cost 1.4-2.4 ms, nearly all numpy's fixed cost per call, their
+# one-row twins 0.16-0.24 ms (2 cores, the benchmark's model).
 ROW_AT_A_TIME = 8
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
 
@@ -560,9 +561,13 @@ def score_matrix(
         tiers = np.full(n, None, dtype=object)
     day = pd.Timestamp(as_of).normalize() if as_of is not None else pd.Timestamp.now().normalize()
     if one_by_one if one_by_one is not None else n <= ROW_AT_A_TIME:
+        numeric = [name for name in spec.names if name not in spec.categories]
+        columns = [j for j, name in enumerate(spec.names) if name not in spec.categories]
         return [
-            _score_one(i, x, predictions, contributions, tiers, model, playbook, phrasebook,
-                       day.date(), max_actions)
+            _score_one(
+                i, dict(zip(numeric, x[i, columns].tolist(), strict=True)), predictions,
+                contributions, tiers, model, playbook, phrasebook, day.date(), max_actions,
+            )
             for i in range(n)
         ]
     values = {name: x[:, j] for j, name in enumerate(spec.names) if name not in spec.categories}
@@ -581,7 +586,7 @@ def score_matrix(
 
 def _score_one(
     i: int,
-    x: np.ndarray,
+    row: dict[str, float],
     predictions: Mapping[str, np.ndarray],
     contributions: np.ndarray,
     tiers: np.ndarray,
@@ -591,15 +596,12 @@ def _score_one(
     day: dt.date,
     max_actions: int,
 ) -> dict[str, Any]:
-    """Row ``i`` of a small batch, on plain floats (the rules of the vectorised path)."""
-    spec = model.scorer.spec
-    row = {
-        name: v
-        for name, v in zip(spec.names, x[i].tolist(), strict=True)
-        if name not in spec.categories
-    }
+    """Row ``i`` of a small batch, its numeric features in ``row``, on plain floats (the rules
+    of the vectorised path)."""
     tier = tiers[i]
-    drivers = row_drivers(contributions[i].tolist(), spec, row, phrasebook, top=DEFAULT_TOP)
+    drivers = row_drivers(
+        contributions[i].tolist(), model.scorer.spec, row, phrasebook, top=DEFAULT_TOP
+    )
     actions = recommend_row(playbook, drivers, row, tier, day, phrasebook, max_actions=max_actions)
     stake = row.get(STAKE_FEATURE, math.nan)
     return _online_row(

@@ -106,21 +106,25 @@ class Metrics:
         as_of = scores.as_of if scores is not None else None
         self.scores_as_of.set(calendar.timegm(as_of.timetuple()) if as_of else 0)
 
-
     def worker_exiting(self) -> None:
         """Drop this worker's live gauges from the shared folder (a worker that stops)."""
-        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        folder = _multiprocess_folder()
         if folder:
             mark_process_dead(os.getpid(), folder)
 
     def exposition(self) -> bytes:
         """The text format of every metric (every worker's, in multiprocess mode)."""
-        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        folder = _multiprocess_folder()
         if not folder:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=folder)
         return generate_latest(merged)
+
+
+def _multiprocess_folder() -> str | None:
+    """The folder of prometheus_client's multiprocess mode (several workers), if set."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class MetricsMiddleware:

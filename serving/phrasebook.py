@@ -60,21 +60,15 @@ class PhrasebookError(ValueError):
 # ------------------------------------------------------------------------------------------------
 # Conditions
 # ------------------------------------------------------------------------------------------------
-_OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    ">=": np.greater_equal,
-    "<=": np.less_equal,
-    "==": np.equal,
-    "!=": np.not_equal,
-    ">": np.greater,
-    "<": np.less,
-}
-_SCALAR_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-    ">": operator.gt,
-    "<": operator.lt,
+# each comparison on arrays (numpy) and on one value (plain Python, much cheaper there)
+_ArrayOp = Callable[[np.ndarray, float], np.ndarray]
+_OPS: dict[str, tuple[_ArrayOp, Callable[[float, float], bool]]] = {
+    ">=": (np.greater_equal, operator.ge),
+    "<=": (np.less_equal, operator.le),
+    "==": (np.equal, operator.eq),
+    "!=": (np.not_equal, operator.ne),
+    ">": (np.greater, operator.gt),
+    "<": (np.less, operator.lt),
 }
 _CONDITION = re.compile(
     r"^\s*(?:(?P<feature>[a-z_][a-z0-9_]*)\s+)?"
@@ -138,7 +132,7 @@ class Condition:
             return np.isnan(column)
         if self.op == "!=":  # the one comparison that is true on NaN
             return (column != self.value) & ~np.isnan(column)
-        return _OPS[self.op](column, self.value)
+        return _OPS[self.op][0](column, self.value)
 
     def holds_one(self, row: Mapping[str, float]) -> bool:
         """:meth:`holds` for one account: ``row`` maps feature names to floats (NaN = none)."""
@@ -148,7 +142,7 @@ class Condition:
         if self.op == "missing":
             return math.isnan(v)
         # Python's comparisons are false on NaN, as numpy's are; "!=" is the exception
-        return _SCALAR_OPS[self.op](v, self.value) and not (self.op == "!=" and math.isnan(v))
+        return _OPS[self.op][1](v, self.value) and not (self.op == "!=" and math.isnan(v))
 
     def __str__(self) -> str:
         if self.op == "missing":
@@ -243,6 +237,11 @@ class _Piece:
     fmt: str = ""
     noun: str = ""
 
+    def say(self, value: float) -> str:
+        """The placeholder filled with ``value``."""
+        text = _FORMATS[self.fmt](value)
+        return _noun(text, self.noun) if self.noun else text
+
 
 @dataclass(frozen=True)
 class Phrasing:
@@ -267,25 +266,16 @@ class Phrasing:
             if piece.feature is None:
                 parts.append([piece.literal] * len(rows))
                 continue
-            fmt = _FORMATS[piece.fmt]
             column = np.asarray(values[piece.feature], dtype=float)[rows]
-            texts = [fmt(v) for v in column.tolist()]
-            if piece.noun:
-                texts = [_noun(t, piece.noun) for t in texts]
-            parts.append(texts)
+            parts.append([piece.say(v) for v in column.tolist()])
         return ["".join(p) for p in zip(*parts, strict=True)] if parts else [""] * len(rows)
-
 
     def render_one(self, row: Mapping[str, float]) -> str:
         """:meth:`render` for one account (``row``: feature name -> float)."""
-        out: list[str] = []
-        for piece in self.pieces:
-            if piece.feature is None:
-                out.append(piece.literal)
-                continue
-            text = _FORMATS[piece.fmt](row[piece.feature])
-            out.append(_noun(text, piece.noun) if piece.noun else text)
-        return "".join(out)
+        return "".join(
+            piece.literal if piece.feature is None else piece.say(row[piece.feature])
+            for piece in self.pieces
+        )
 
 
 def _compile(feature: str, text: str) -> tuple[_Piece, ...]:
@@ -464,7 +454,6 @@ class Phrasebook:
                     )
         return out
 
-
     # One account at a time: the same rules on a row of floats, without array overhead (the
     # service scores posted rows one by one; tests hold these equal to the methods above).
     def choose_one(self, feature: str, row: Mapping[str, float]) -> int:
@@ -483,9 +472,7 @@ class Phrasebook:
         k = self.choose_one(feature, row)
         if k >= 0:
             return self.phrasings[feature][k].render_one(row)
-        description = by_name(feature).description
-        v = row.get(feature)
-        return description if v is None or math.isnan(v) else f"{description}: {_plain(v)}"
+        return _generic_one(feature, row.get(feature))
 
     def cause_code_one(self, feature: str, row: Mapping[str, float]) -> int:
         """:meth:`cause_codes` for one account."""
@@ -500,14 +487,16 @@ class Phrasebook:
 
 
 def _generic(feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:
-    description = by_name(feature).description
     column = values.get(feature)
     if column is None:
-        return [description] * len(rows)
-    return [
-        description if math.isnan(v) else f"{description}: {_plain(v)}"
-        for v in np.asarray(column, dtype=float)[rows].tolist()
-    ]
+        return [_generic_one(feature, None)] * len(rows)
+    return [_generic_one(feature, v) for v in np.asarray(column, dtype=float)[rows].tolist()]
+
+
+def _generic_one(feature: str, value: float | None) -> str:
+    """The catalog's description of ``feature``, with the value when there is one."""
+    description = by_name(feature).description
+    return description if value is None or math.isnan(value) else f"{description}: {_plain(value)}"
 
 
 def _plain(v: float) -> str:

@@ -368,7 +368,6 @@ def days_since_taken(
     return out
 
 
-
 def recommend_row(
     playbook: Playbook,
     drivers: RowDrivers,

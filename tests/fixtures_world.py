@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,6 +60,12 @@ class World:
     def truth(self, name: str) -> pd.DataFrame:
         """A ground-truth table written by the simulator (e.g. ``defections``)."""
         return pd.read_parquet(self.data / "truth" / f"{name}.parquet")
+
+
+def with_gaps(values: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A copy of ``values`` with about ``share`` of them blanked out (NaN: missing figures)."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.random.default_rng(seed).random(values.shape) < share, np.nan, values)
 
 
 _WORLDS: dict[tuple[int, int, int], World] = {}

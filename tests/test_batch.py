@@ -33,7 +33,7 @@ from serving.stages import (
     relationship_stage_one,
     tier_cutoffs,
 )
-from tests.fixtures_world import World, large_world, small_world  # noqa: F401
+from tests.fixtures_world import World, large_world, small_world, with_gaps  # noqa: F401
 
 SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
 PLAYBOOK = load_playbook()
@@ -218,7 +218,7 @@ def test_one_row_twins_score_like_the_vectorised_path(batch: dict, gaps: float) 
     model, frame, snapshot = batch["model"], batch["frame"], batch["snapshot"]
     x = model.scorer.spec.matrix(snapshot)
     if gaps:
-        x = np.where(np.random.default_rng(5).random(x.shape) < gaps, np.nan, x)
+        x = with_gaps(x, gaps, seed=5)
     cutoffs = tier_cutoffs(frame["value"].to_numpy(), frame["tier"].to_numpy())
     for tiers in (cutoffs, None):
         options = {"as_of": batch["end"], "tier_cutoffs": tiers, "playbook": PLAYBOOK}

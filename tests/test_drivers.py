@@ -18,7 +18,7 @@ from serving.phrasebook import (
     PhrasebookError,
     load_phrasebook,
 )
-from tests.fixtures_world import World, small_world  # noqa: F401  (shared fixture)
+from tests.fixtures_world import World, small_world, with_gaps  # noqa: F401  (shared fixture)
 
 PHRASES = load_phrasebook()
 
@@ -364,17 +364,13 @@ def test_small_and_large_batches_give_the_same_drivers(scored: dict) -> None:
         np.testing.assert_allclose(part.cause_strength, whole.cause_strength[rows])
 
 
-def _with_gaps(values: dict[str, np.ndarray], share: float, seed: int) -> dict[str, np.ndarray]:
-    """The same accounts with a share of their figures blanked out (missing data)."""
-    rng = np.random.default_rng(seed)
-    return {k: np.where(rng.random(len(v)) < share, np.nan, v) for k, v in values.items()}
-
-
 @pytest.mark.parametrize("gaps", [0.0, 0.3], ids=["real rows", "30% of figures missing"])
 def test_one_row_drivers_equal_the_vectorised_ones(scored: dict, gaps: float) -> None:
     """The online path's one-row twin gives, account by account, exactly the batch drivers."""
     spec = scored["model"].scorer.spec
-    values = _with_gaps(scored["values"], gaps, seed=3) if gaps else scored["values"]
+    values = {
+        k: with_gaps(v, gaps, seed=3 + j) for j, (k, v) in enumerate(scored["values"].items())
+    }
     whole = compute_drivers(scored["contrib"], spec, values, PHRASES)
     joined = 0
     for i in range(len(whole)):

@@ -11,7 +11,7 @@ import pytest
 from features.snapshots import build_snapshots, data_end
 from models.scorer import SINGLE_ROW_MAX
 from models.single_row import single_row_predictor
-from tests.fixtures_world import World, small_world  # noqa: F401  (shared fixture)
+from tests.fixtures_world import World, small_world, with_gaps  # noqa: F401  (shared fixture)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def rows(small_world: World) -> dict:  # noqa: F811
     x = model.scorer.spec.matrix(build_snapshots(con, [data_end(con)]))
     con.disconnect()
     x = x[:120].copy()
-    x[::7] = np.where(np.random.default_rng(2).random(x[::7].shape) < 0.5, np.nan, x[::7])
+    x[::7] = with_gaps(x[::7], 0.5, seed=2)
     x[3] = np.nan  # nothing known at all
     assert len(x) > SINGLE_ROW_MAX  # the whole matrix goes through Booster.predict
     return {"scorer": model.scorer, "x": x}
@@ -44,7 +44,7 @@ def test_one_row_at_a_time_equals_one_call_for_all(rows: dict) -> None:
         )
         for name, values in scorer.predict_matrix(x[part]).items():
             np.testing.assert_allclose(values, whole[name][part], rtol=1e-12, err_msg=name)
-    assert ("defection", "contrib") in scorer._single_row  # the fast path was taken
+    assert scorer._single_row[("defection", "contrib")] is not None  # the fast path was taken
 
 
 def test_a_scorer_that_predicted_one_row_still_pickles_and_copies(rows: dict) -> None:
