@@ -19,7 +19,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not slow" --cov=features --cov=models --cov=training --cov=serving --cov-report=term:skip-covered
+	$(BIN)/pytest -m "not slow" --cov=kam --cov-report=term:skip-covered
 
 test-all: install
 	$(BIN)/pytest

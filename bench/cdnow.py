@@ -29,10 +29,10 @@ sys.path.insert(0, str(BENCH))
 from cdnow_data import fetch_cdnow  # noqa: E402
 from metrics_common import defection_metrics, format_table, value_metrics  # noqa: E402
 
-from features.ingest import ingest  # noqa: E402
-from features.mapping import BUILTIN_MAPPINGS  # noqa: E402
-from features.periods import Period  # noqa: E402
-from training.run import TrainRequest, train_candidate  # noqa: E402
+from kam.features.ingest import ingest  # noqa: E402
+from kam.features.mapping import BUILTIN_MAPPINGS  # noqa: E402
+from kam.features.periods import Period  # noqa: E402
+from kam.training.run import TrainRequest, train_candidate  # noqa: E402
 
 CUTOFF = pd.Timestamp("1997-12-30")
 

@@ -80,8 +80,8 @@ def _bench(args: argparse.Namespace) -> None:
     url = f"duckdb:///{store}"
     prepared = _prepare(world, url, args)
 
-    from features.snapshots import as_of_range, data_end
-    from features.store import connect
+    from kam.features.snapshots import as_of_range, data_end
+    from kam.features.store import connect
 
     con = connect(url, read_only=True)
     end = data_end(con)
@@ -158,8 +158,8 @@ def _prepare(world: Path, url: str, args: argparse.Namespace) -> dict[str, float
     if store.exists() and not args.fresh:
         print(f"reusing {world}")
         return {}
-    from features.ingest import ingest
-    from features.synthetic import simulate
+    from kam.features.ingest import ingest
+    from kam.features.synthetic import simulate
 
     data = world / "data"
     began = time.perf_counter()
@@ -196,9 +196,9 @@ def _child(kind: str, url: str, dates: list[pd.Timestamp], result: Path) -> dict
 
 
 def _snapshots_child(url: str, dates: list[pd.Timestamp], result: Path) -> dict[str, Any]:
-    from features.catalog import available
-    from features.snapshots import build_snapshots, snapshot_table
-    from features.store import connect, input_tables
+    from kam.features.catalog import available
+    from kam.features.snapshots import build_snapshots, snapshot_table
+    from kam.features.store import connect, input_tables
 
     began = time.perf_counter()
     con = connect(url, read_only=True)
@@ -226,7 +226,7 @@ def _sql_seconds(expr: Any) -> float:
 
 def _pandas_child(url: str, dates: list[pd.Timestamp], result: Path) -> dict[str, Any]:
     """The straightforward pandas way: filter the orders to each as_of and group by account."""
-    from features.store import connect
+    from kam.features.store import connect
 
     began = time.perf_counter()
     con = connect(url, read_only=True)

@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.metrics import lift_at, normalized_gini, top_capture
+from kam.training.metrics import lift_at, normalized_gini, top_capture
 
 
 def defection_metrics(

@@ -6,13 +6,14 @@
 
 1. Simulates the world, ingests it, trains and promotes a champion into an MLflow store under
    ``bench/out/``; all reused by later runs with the same arguments (``--fresh`` rebuilds).
-2. Batch-scores every active account with drivers and actions (``serving.batch.score_accounts``)
+2. Batch-scores every active account with drivers and actions
+   (``kam.serving.scoring.batch.score_accounts``)
    in a child process and writes the ``scores`` table; times the whole and its two stages: the
    point-in-time features (with the actions history) and the model + drivers + actions (the
    bar). ``--retrain`` retrains on the cached world after a change to training. Then times one
    posted row in process: ``score_matrix`` vectorised against its one-row twins, and
    LightGBM's four predictions through ``Booster.predict`` against its single-row fast path.
-3. Starts the API (``serving.server.run``: uvicorn, ``--workers`` processes, default 2 for the
+3. Starts the API (``kam.serving.api.server.run``: uvicorn, ``--workers`` processes, default 2 for the
    2 cores, API keys on) in its own process group on loopback and loads it from another
    process: ``GET /v1/accounts/{id}`` (random ids) and ``POST /v1/score`` (real feature rows),
    each first at the maximum (wrk when installed, e.g. ``apt-get install wrk``; else a
@@ -354,10 +355,10 @@ def _report(
 # Children: prepare the world, batch-score
 # ------------------------------------------------------------------------------------------------
 def _prepare_child(world: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from features.ingest import ingest
-    from features.synthetic import simulate
-    from training.promote import promote
-    from training.run import TrainRequest, train_candidate
+    from kam.features.ingest import ingest
+    from kam.features.synthetic import simulate
+    from kam.training.promote import promote
+    from kam.training.run import TrainRequest, train_candidate
 
     data = world / "data"
     store = f"duckdb:///{data / 'kam.duckdb'}"
@@ -417,10 +418,10 @@ def _model_loads(marker: Path) -> bool:
 
 
 def _batch_child(world: Path) -> dict[str, Any]:
-    from features.snapshots import build_snapshots, data_end
-    from features.store import connect
-    from models.registry import alias_uri, load_model
-    from serving.batch import label_settings, score_accounts, write_scores
+    from kam.features.snapshots import build_snapshots, data_end
+    from kam.features.store import connect
+    from kam.models.registry import alias_uri, load_model
+    from kam.serving.scoring.batch import label_settings, score_accounts, write_scores
 
     prepared = json.loads((world / "prepared.json").read_text())
     model = load_model(alias_uri(MODEL_NAME), prepared["tracking"])
@@ -452,10 +453,10 @@ def _row_child(world: Path, calls: int = 2000) -> dict[str, float]:
     """Median cost of scoring one posted row: the vectorised path against the one-row twins,
     and LightGBM's four predictions through Booster.predict against its single-row fast path.
     The contenders alternate call by call, so both see the same machine."""
-    from models.registry import alias_uri, load_model
-    from models.single_row import single_row_predictor
-    from serving.batch import score_matrix
-    from serving.playbook import load_playbook
+    from kam.models.registry import alias_uri, load_model
+    from kam.models.single_row import single_row_predictor
+    from kam.serving.decisions.playbook import load_playbook
+    from kam.serving.scoring.batch import score_matrix
 
     prepared = json.loads((world / "prepared.json").read_text())
     model = load_model(alias_uri(MODEL_NAME), prepared["tracking"])
@@ -547,7 +548,7 @@ def _start_api(world: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
         "KAM_LOG_LEVEL": "warning",
         "KAM_WORKERS": str(workers),
     }
-    command = [sys.executable, "-c", "from serving.server import run; run()"]
+    command = [sys.executable, "-c", "from kam.serving.api.server import run; run()"]
     return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 

@@ -26,11 +26,11 @@ import pandas as pd
 import pyarrow
 import pyarrow.compute as pc
 
-from features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES, TABLES, Table
-from features.errors import DataContractError
-from features.mapping import TableMapping, load_mapping
-from features.store import connect, write_table
-from features.validation import DATE, STRING, Checked, check_table
+from kam.features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES, TABLES, Table
+from kam.features.errors import DataContractError
+from kam.features.mapping import TableMapping, load_mapping
+from kam.features.store import connect, write_table
+from kam.features.validation import DATE, STRING, Checked, check_table
 
 RUNS_TABLE = "ingest_runs"
 REASON_COLUMN = "reason"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features.families.expr import sum_if
+from kam.features.families.expr import sum_if
 
 LABELS = ("label_value", "label_prior_value", "label_defection", "label_observed")
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from features.contract import TABLES, Table
-from features.errors import DataContractError
+from kam.features.contract import TABLES, Table
+from kam.features.errors import DataContractError
 
 FORMATS = ("csv", "parquet", "whitespace")
 KEYS = (

@@ -20,7 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from features.periods import Period
+from kam.features.periods import Period
 
 
 def _config_file() -> Path | None:

@@ -23,12 +23,12 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features import labels
-from features.catalog import Feature, available
-from features.errors import DataContractError, EmptyWindowError
-from features.families import accounts, complaints, deliveries, interactions, orders
-from features.periods import Period
-from features.store import input_tables
+from kam.features import labels
+from kam.features.catalog import Feature, available
+from kam.features.errors import DataContractError, EmptyWindowError
+from kam.features.families import accounts, complaints, deliveries, interactions, orders
+from kam.features.periods import Period
+from kam.features.store import input_tables
 
 KEYS = ["account_id", "as_of"]
 # Event tables that add features to an existing population (orders define the population).

@@ -12,8 +12,8 @@ from typing import Any
 import ibis
 import pandas as pd
 
-from features.contract import TABLES
-from features.errors import DataContractError
+from kam.features.contract import TABLES
+from kam.features.errors import DataContractError
 
 
 def connect(url: str, *, read_only: bool = False) -> Any:

@@ -37,7 +37,7 @@ from pandas.api.types import (
 )
 from pandas.tseries.api import guess_datetime_format
 
-from features.contract import Column, Table
+from kam.features.contract import Column, Table
 
 STRING = pd.StringDtype(na_value=np.nan)
 DATE = "datetime64[us]"

@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.errors import DataContractError, EmptyWindowError
-from features.periods import Period
-from features.settings import Settings
+from kam.features.errors import DataContractError, EmptyWindowError
+from kam.features.periods import Period
+from kam.features.settings import Settings
 
 app = typer.Typer(
     help="Defection risk and value prediction for B2B key accounts.",
@@ -51,7 +51,7 @@ def simulate(
     csv: Annotated[bool, typer.Option("--csv", help="write CSV instead of Parquet")] = False,
 ) -> None:
     """Write a synthetic key-account world in the data contract's format, with its ground truth."""
-    from features.synthetic import simulate as run_simulation
+    from kam.features.synthetic import simulate as run_simulation
 
     target = out if out is not None else _settings().resolved_data_dir
     with _progress() as progress:
@@ -86,7 +86,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Validate the input tables against the data contract and load them into the store."""
-    from features.ingest import ingest as run_ingest
+    from kam.features.ingest import ingest as run_ingest
 
     settings = _settings()
     data_dir = _data_dir(data, settings)
@@ -131,8 +131,8 @@ def features(
     ] = None,
 ) -> None:
     """Build point-in-time feature snapshots (and labels where the horizon is observed)."""
-    from features.snapshots import as_of_range, build_snapshots, write_snapshots
-    from features.store import connect
+    from kam.features.snapshots import as_of_range, build_snapshots, write_snapshots
+    from kam.features.store import connect
 
     settings = _settings()
     dates = [*(as_of or [])]
@@ -183,9 +183,9 @@ def train(
     """Train the defection and value models, backtest them out-of-time, log and register them."""
     import pandas as pd
 
-    from training.evaluate import format_table
-    from training.run import TrainRequest, train_candidate
-    from training.splits import SplitError
+    from kam.training.evaluate import format_table
+    from kam.training.run import TrainRequest, train_candidate
+    from kam.training.splits import SplitError
 
     settings = _settings()
     window = population or settings.activity_window
@@ -240,8 +240,8 @@ def promote(
     ] = False,
 ) -> None:
     """Make the newest registered version champion if it beats the current one."""
-    from models.errors import ModelNotLoadedError
-    from training.promote import promote as run_promote
+    from kam.models.errors import ModelNotLoadedError
+    from kam.training.promote import promote as run_promote
 
     settings = _settings()
     try:
@@ -271,11 +271,11 @@ def score(
     ] = None,
 ) -> None:
     """Score every account with the champion: risk, value, drivers and actions, into the store."""
-    from models.errors import ModelNotLoadedError
-    from models.registry import load_model
-    from serving.batch import export_scores, score_accounts, write_scores
-    from serving.playbook import PlaybookError, load_playbook
-    from serving.settings import ServeSettings
+    from kam.models.errors import ModelNotLoadedError
+    from kam.models.registry import load_model
+    from kam.serving.decisions.playbook import PlaybookError, load_playbook
+    from kam.serving.scoring.batch import export_scores, score_accounts, write_scores
+    from kam.serving.settings import ServeSettings
 
     settings = ServeSettings()
     uri = model_uri or settings.resolved_model_uri
@@ -283,7 +283,7 @@ def score(
     try:
         model = load_model(uri, settings.resolved_tracking_uri)
         playbook = load_playbook(settings.playbook_path)
-        from features.store import connect
+        from kam.features.store import connect
 
         con = connect(url)
         with console.status(f"scoring with {uri}"):
@@ -316,8 +316,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API and the at-risk page for the scores in the store."""
-    from serving.server import UnsafeBindError, run
-    from serving.settings import ServeSettings
+    from kam.serving.api.server import UnsafeBindError, run
+    from kam.serving.settings import ServeSettings
 
     overrides = {
         k: v
@@ -353,8 +353,8 @@ def demo(
     console.rule("2. ingest")
     ingest(data=data_dir)
     console.rule("3. features")
-    from features.snapshots import data_end
-    from features.store import connect
+    from kam.features.snapshots import data_end
+    from kam.features.store import connect
 
     con = connect(settings.store_url_for(data_dir), read_only=True)
     end = data_end(con)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -12,12 +13,23 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from models.scorer import Scorer
+from kam.models.scorer import Scorer
 
 ARTIFACT_NAME = "scoring_bundle"
 # Named, not inferred: inference imports the model in a subprocess and takes ~10 s a run.
 RUNTIME = ("mlflow", "lightgbm", "scikit-learn", "scipy", "pandas", "numpy", "pyarrow")
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The bundle's own copy of the code keeps the namespace (kam.models) that its pickles name, with
+# an empty kam/__init__.py so that it loads where kam itself is not installed.
+_NAMESPACE_INIT = '"""kam.models as carried by a scoring bundle."""\n'
+
+
+def _bundle_code(root: Path) -> Path:
+    """Write ``root/kam`` holding only the models package; return its path."""
+    package = root / "kam"
+    shutil.copytree(PACKAGE_DIR, package / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "__init__.py").write_text(_NAMESPACE_INIT)
+    return package
 
 
 class ScoringBundle(PythonModel):
@@ -64,6 +76,7 @@ def log_bundle(
     output = scorer.predict_frame(sample)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = scorer.save(Path(tmp) / "scorer")
+        code = _bundle_code(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name=ARTIFACT_NAME,
             python_model=ScoringBundle(),
@@ -72,6 +85,6 @@ def log_bundle(
             input_example=sample,
             registered_model_name=registered_name,
             # the bundle carries the models package itself, so it loads without kam installed
-            code_paths=[str(PACKAGE_DIR)],
+            code_paths=[str(code)],
             pip_requirements=[f"{name}=={version(name)}" for name in RUNTIME],
         )

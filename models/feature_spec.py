@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.errors import FeatureRowError
+from kam.models.errors import FeatureRowError
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from models.errors import ModelNotLoadedError
-from models.scorer import Scorer
+from kam.models.errors import ModelNotLoadedError
+from kam.models.scorer import Scorer
 
 CHAMPION = "champion"
 

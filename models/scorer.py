@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from models.calibration import ProbabilityCalibrator
-from models.feature_spec import FeatureSpec
-from models.single_row import Kind, SingleRowPredictor, single_row_predictor
+from kam.models.calibration import ProbabilityCalibrator
+from kam.models.feature_spec import FeatureSpec
+from kam.models.single_row import Kind, SingleRowPredictor, single_row_predictor
 
 PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
 OFFSET_FEATURE = "revenue_365d"

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from features.settings import Settings
-from models.registry import CHAMPION, alias_uri
+from kam.features.settings import Settings
+from kam.models.registry import CHAMPION, alias_uri
 
 MIN_KEY_LENGTH = 16
 

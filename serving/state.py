@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.store import connect
-from models.errors import ModelNotLoadedError
-from models.registry import LoadedModel, load_model
-from serving.batch import SCORES_TABLE
-from serving.playbook import Playbook, load_playbook
-from serving.settings import ServeSettings
-from serving.stages import tier_cutoffs
+from kam.features.store import connect
+from kam.models.errors import ModelNotLoadedError
+from kam.models.registry import LoadedModel, load_model
+from kam.serving.decisions.playbook import Playbook, load_playbook
+from kam.serving.decisions.stages import tier_cutoffs
+from kam.serving.scoring.batch import SCORES_TABLE
+from kam.serving.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 

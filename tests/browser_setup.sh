@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs: a Chromium binary and Playwright's Python package.
+# Install what tests/serving/web/test_browser.py needs: a Chromium binary and Playwright's Python package.
 #
 # Playwright drives the system Chromium (Debian's `chromium` package) through executable_path,
 # so `playwright install` (a browser download) is neither needed nor used.

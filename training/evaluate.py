@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 
-from models.scorer import Scorer
-from training.metrics import (
+from kam.models.scorer import Scorer
+from kam.training.metrics import (
     MIN_DEFECTIONS,
     MIN_ROWS,
     bootstrap_ci,

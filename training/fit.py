@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, log_loss
 
-from models.calibration import METHODS, ProbabilityCalibrator
-from models.feature_spec import FeatureSpec
-from models.scorer import OFFSET_FEATURE, TENURE_FEATURE, Scorer, value_base
-from training.metrics import bias_pct
-from training.splits import SplitPlan
+from kam.models.calibration import METHODS, ProbabilityCalibrator
+from kam.models.feature_spec import FeatureSpec
+from kam.models.scorer import OFFSET_FEATURE, TENURE_FEATURE, Scorer, value_base
+from kam.training.metrics import bias_pct
+from kam.training.splits import SplitPlan
 
 LABEL_COLUMNS = ("label_value", "label_prior_value", "label_defection", "label_observed")
 MAX_TREES = 2000

@@ -16,10 +16,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from models.errors import ModelNotLoadedError
-from models.registry import CHAMPION, load_model
-from training.metrics import defection_metrics, normalized_gini
-from training.run import TEST_SNAPSHOT
+from kam.models.errors import ModelNotLoadedError
+from kam.models.registry import CHAMPION, load_model
+from kam.training.metrics import defection_metrics, normalized_gini
+from kam.training.run import TEST_SNAPSHOT
 
 AGREED = ("defection_pr_auc", "value_gini")
 

@@ -10,8 +10,8 @@ import pandas as pd
 # the object-oriented Figure needs no GUI backend, so nothing global is switched on import
 from matplotlib.figure import Figure
 
-from models.scorer import Scorer
-from training.evaluate import Evaluation, format_table
+from kam.models.scorer import Scorer
+from kam.training.evaluate import Evaluation, format_table
 
 
 def plot_calibration(evaluation: Evaluation, path: Path) -> Path:

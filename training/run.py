@@ -12,16 +12,16 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from features.catalog import available
-from features.periods import Period
-from features.snapshots import build_snapshots, data_end
-from features.store import connect, input_tables, require_orders
-from models.bundle import log_bundle
-from training import report
-from training.evaluate import Evaluation, evaluate, format_table
-from training.fit import FitOptions, FitResult, fit_models
-from training.splits import SplitPlan, plan_split
-from training.tracking import data_fingerprint, log_json, use_tracking
+from kam.features.catalog import available
+from kam.features.periods import Period
+from kam.features.snapshots import build_snapshots, data_end
+from kam.features.store import connect, input_tables, require_orders
+from kam.models.bundle import log_bundle
+from kam.training import report
+from kam.training.evaluate import Evaluation, evaluate, format_table
+from kam.training.fit import FitOptions, FitResult, fit_models
+from kam.training.splits import SplitPlan, plan_split
+from kam.training.tracking import data_fingerprint, log_json, use_tracking
 
 TEST_SNAPSHOT = "evaluation/test_snapshot.parquet"
 YEAR = Period(365, "day")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.periods import Period
+from kam.features.periods import Period
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from features.contract import EVENT_DATE, TABLES
-from features.store import input_tables
+from kam.features.contract import EVENT_DATE, TABLES
+from kam.features.store import input_tables
 
 
 def use_tracking(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:

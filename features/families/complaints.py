@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
-from features.catalog import OVERDUE_COMPLAINT_DAYS
-from features.families.expr import count_if, max_if, mean_if, ratio, within, zero_if_null
+from kam.features.catalog import OVERDUE_COMPLAINT_DAYS
+from kam.features.families.expr import count_if, max_if, mean_if, ratio, within, zero_if_null
 
 TABLE = "complaints"
 # A complaint opened long ago may still be open at as_of, so all history is read.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ibis.expr.types as ir
 
-from features.families.expr import count_if, ratio, sum_if, within, zero_if_null
+from kam.features.families.expr import count_if, ratio, sum_if, within, zero_if_null
 
 TABLE = "deliveries"
 LOOKBACK_DAYS: int | None = 360

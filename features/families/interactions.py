@@ -5,9 +5,9 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from features.catalog import CONTACT_LOOKBACK_DAYS
-from features.contract import CONTACT_ROLES
-from features.families.expr import (
+from kam.features.catalog import CONTACT_LOOKBACK_DAYS
+from kam.features.contract import CONTACT_ROLES
+from kam.features.families.expr import (
     bit_count,
     count_if,
     distinct_within,

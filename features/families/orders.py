@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import ibis
 import ibis.expr.types as ir
 
-from features.families.expr import (
+from kam.features.families.expr import (
     bit_count,
     count_if,
     max_if,

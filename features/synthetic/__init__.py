@@ -6,7 +6,7 @@ account-manager turnover) that drive partial and full defection; retention actio
 effects are assigned partly at random. The ground truth is written beside the tables.
 """
 
-from features.synthetic.catalog import ACTION_TYPES, CAUSES, ActionType
-from features.synthetic.world import SimulationSummary, simulate
+from kam.features.synthetic.catalog import ACTION_TYPES, CAUSES, ActionType
+from kam.features.synthetic.world import SimulationSummary, simulate
 
 __all__ = ["ACTION_TYPES", "CAUSES", "ActionType", "SimulationSummary", "simulate"]

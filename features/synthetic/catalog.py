@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.contract import CHANNELS, CONTACT_ROLES, CONTACT_SENIORITY
+from kam.features.contract import CHANNELS, CONTACT_ROLES, CONTACT_SENIORITY
 
 # Industries with their share of accounts, the amplitude and period (months) of their business
 # cycle, and how often competitors run campaigns against accounts in them.

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.contract import COMPLAINT_CATEGORIES
-from features.synthetic import catalog, events
-from features.synthetic.population import Population
-from features.synthetic.timeline import Calendar, SharedDrivers
+from kam.features.contract import COMPLAINT_CATEGORIES
+from kam.features.synthetic import catalog, events
+from kam.features.synthetic.population import Population
+from kam.features.synthetic.timeline import Calendar, SharedDrivers
 
 N_ACTIONS = len(catalog.ACTION_TYPES)
 COMPETITOR, NEEDS, COMPLAINTS = range(3)

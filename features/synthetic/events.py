@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.contract import CHANNELS, COMPLAINT_CATEGORIES, CONTACT_SENIORITY, OUR_SENIORITY
-from features.synthetic import catalog
-from features.synthetic.population import Population
+from kam.features.contract import CHANNELS, COMPLAINT_CATEGORIES, CONTACT_SENIORITY, OUR_SENIORITY
+from kam.features.synthetic import catalog
+from kam.features.synthetic.population import Population
 
 Rows = dict[str, np.ndarray]
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.contract import TABLES, Table
+from kam.features.contract import TABLES, Table
 
 # Day precision is enough; microseconds match what pandas produces when it parses dates.
 TIMESTAMP = pa.timestamp("us")

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.synthetic import catalog
-from features.synthetic.output import day_timestamps, fixed_ids, lookup_strings
-from features.synthetic.timeline import Calendar, SharedDrivers, to_days
+from kam.features.synthetic import catalog
+from kam.features.synthetic.output import day_timestamps, fixed_ids, lookup_strings
+from kam.features.synthetic.timeline import Calendar, SharedDrivers, to_days
 
 SIZE_SPREAD = 1.75  # sigma of log size: top decile ~70% of revenue
 MEDIAN_MONTHLY_SPEND = 6000.0

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from features.synthetic import catalog
+from kam.features.synthetic import catalog
 
 BURN_IN_MONTHS = 12
 ACCOUNTS_PER_MANAGER = 40

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from features.contract import (
+from kam.features.contract import (
     CHANNELS,
     COMPLAINT_CATEGORIES,
     CONTACT_ROLES,
@@ -26,9 +26,9 @@ from features.contract import (
     SEVERITIES,
     TABLES,
 )
-from features.synthetic import catalog
-from features.synthetic.dynamics import ChunkRows, simulate_chunk
-from features.synthetic.output import (
+from kam.features.synthetic import catalog
+from kam.features.synthetic.dynamics import ChunkRows, simulate_chunk
+from kam.features.synthetic.output import (
     TIMESTAMP,
     TableSink,
     contract_sink,
@@ -36,8 +36,8 @@ from features.synthetic.output import (
     fixed_ids,
     lookup_strings,
 )
-from features.synthetic.population import Population
-from features.synthetic.timeline import Calendar, SharedDrivers
+from kam.features.synthetic.population import Population
+from kam.features.synthetic.timeline import Calendar, SharedDrivers
 
 CHUNK_ACCOUNTS = 5000
 FILE_FORMATS = ("parquet", "csv")

@@ -1,0 +1,1 @@
+"""Pure decision rules on arrays: drivers, phrasing, playbook, recommendations, stages."""

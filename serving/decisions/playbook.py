@@ -1,0 +1,224 @@
+"""The retention playbook: a versioned YAML file of actions, validated when it is loaded.
+
+The shipped default is ``serving/decisions/playbook.yaml`` (package data); callers pass another
+path to use their own (the service reads it from a setting). A malformed playbook fails at load
+with a message naming each bad action by its id and the field that is wrong, so a manager who
+edited it can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kam.features.catalog import CATALOG
+from kam.serving.decisions.phrasebook import Cause, Condition
+
+DEFAULT_PLAYBOOK = "playbook.yaml"
+Owner = Literal["AR", "SR", "FR", "executive sponsor"]
+# The seven retention techniques of key-account management, plus differentiated service by tier.
+Technique = Literal[
+    "build_relationship_network",
+    "raise_relationship_level",
+    "influence_purchasing_standard",
+    "guarantee_product_quality",
+    "raise_service_level",
+    "guarantee_priority_supply",
+    "keep_communication_open",
+    "differentiated_service",
+]
+OWNERS: tuple[str, ...] = get_args(Owner)
+TECHNIQUES: tuple[str, ...] = get_args(Technique)
+Tier = Literal["A", "B", "C"]
+_FAMILIES = {f.family for f in CATALOG}
+_FEATURES = {f.name for f in CATALOG}
+
+
+class PlaybookError(ValueError):
+    """The playbook is malformed.
+
+    ``problems`` lists (action id, field, message) for every problem found.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        listed = "; ".join(
+            f"action {action!r}, field {field!r}: {message}" if action else f"{field}: {message}"
+            for action, field, message in problems
+        )
+        super().__init__(f"playbook {source}: {listed}")
+
+
+class Trigger(BaseModel):
+    """When an action is recommended: driver causes/families/features, and feature conditions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    causes: list[Cause] = Field(default_factory=list)
+    families: list[str] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    when: list[str] = Field(default_factory=list)
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in _FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; use {sorted(_FAMILIES)}")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = [f for f in value if f not in _FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}: not in the feature catalog")
+        return value
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _conditions(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) else value
+        if isinstance(items, list):
+            for item in items:
+                Condition.parse(item)  # raises with the accepted forms
+        return items
+
+    @cached_property
+    def conditions(self) -> tuple[Condition, ...]:
+        """The parsed ``when`` conditions."""
+        return tuple(Condition.parse(text) for text in self.when)
+
+    @property
+    def needs_driver(self) -> bool:
+        """True when a matching driver is required (any cause, family or feature listed)."""
+        return bool(self.causes or self.families or self.features)
+
+
+class Action(BaseModel):
+    """One playbook action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = Field(min_length=1)
+    technique: Technique
+    owner: Owner
+    cause: Cause
+    due_in_days: int = Field(ge=1)
+    cool_down_days: int = Field(ge=0)
+    tiers: list[Tier] = Field(min_length=1)
+    trigger: Trigger = Field(default_factory=Trigger)
+    description: str | None = None
+
+
+class Playbook(BaseModel):
+    """A versioned list of actions with unique ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(min_length=1)
+    actions: list[Action] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Playbook:
+        seen: set[str] = set()
+        for action in self.actions:
+            if action.id in seen:
+                raise ValueError(f"action id {action.id!r} appears twice")
+            seen.add(action.id)
+        return self
+
+    @cached_property
+    def by_id(self) -> Mapping[str, Action]:
+        """Actions by id."""
+        return {a.id: a for a in self.actions}
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(a.id for a in self.actions)
+
+
+def parse_playbook(data: Any, source: str = "<playbook>") -> Playbook:
+    """Validate a playbook from already-parsed YAML data.
+
+    Raises
+    ------
+    PlaybookError
+        Naming every bad action by id and the field that is wrong.
+    """
+    if not isinstance(data, dict):
+        problem = ("", "playbook", "expected a mapping with version and actions")
+        raise PlaybookError(source, [problem])
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as err:
+        raise PlaybookError(source, _problems(err, data)) from None
+
+
+def load_playbook(path: Path | str | None = None) -> Playbook:
+    """Read and validate the playbook at ``path`` (the shipped default when None).
+
+    Parameters
+    ----------
+    path
+        A playbook YAML file; ``None`` for the default shipped with the package.
+
+    Returns
+    -------
+    Playbook
+
+    Raises
+    ------
+    PlaybookError
+        When the file is malformed, naming each bad action and field.
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    if path is None:
+        return _default_playbook()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise PlaybookError(str(path), [("", "yaml", str(err))]) from None
+    return parse_playbook(data, str(path))
+
+
+@lru_cache(maxsize=1)
+def _default_playbook() -> Playbook:
+    text = resources.files(__package__).joinpath(DEFAULT_PLAYBOOK).read_text(encoding="utf-8")
+    return parse_playbook(yaml.safe_load(text), DEFAULT_PLAYBOOK)
+
+
+def _problems(err: ValidationError, data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    raw_actions = data.get("actions") if isinstance(data.get("actions"), list) else []
+    problems: list[tuple[str, str, str]] = []
+    for item in err.errors():
+        loc = list(item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if len(loc) >= 2 and loc[0] == "actions" and isinstance(loc[1], int):
+            raw = raw_actions[loc[1]] if loc[1] < len(raw_actions) else None
+            action = (
+                str(raw["id"])
+                if isinstance(raw, dict) and raw.get("id") is not None
+                else f"#{loc[1] + 1}"
+            )
+            # list positions inside a field (trigger.when[0]) add nothing for the reader
+            field = ".".join(str(p) for p in loc[2:] if not isinstance(p, int)) or "action"
+            problems.append((action, field, message))
+        else:
+            problems.append(("", ".".join(str(p) for p in loc) or "playbook", message))
+    return problems

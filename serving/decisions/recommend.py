@@ -1,0 +1,447 @@
+"""Recommended retention actions: the playbook's actions whose triggers match each account.
+
+An action is recommended for an account when its tiers include the account's tier, its trigger
+matches (one of the account's top drivers has a listed cause, family or feature, and every
+feature condition holds), and it was not taken for the account within its cool-down. Up to
+three are kept per account, ranked by
+
+1. how strongly the cause the action addresses drives the account's risk: the summed positive
+   SHAP contributions of the features pointing to that cause,
+2. the contribution of the strongest driver that triggers it (0 for actions triggered by
+   conditions alone),
+3. the action's position in the playbook.
+
+Each carries its owner, a due date (as_of + due_in_days) and the reason in the account's own
+figures: the phrase of the driver that triggered it. Matching is done for all accounts at once
+on arrays, one playbook action at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kam.serving.decisions.drivers import Drivers, RowDrivers
+from kam.serving.decisions.phrasebook import CAUSES, Condition, Phrasebook
+from kam.serving.decisions.playbook import Playbook
+
+DEFAULT_MAX_ACTIONS = 3
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Recommended actions per account, as (accounts x slots) arrays; slot 0 comes first.
+
+    Attributes
+    ----------
+    playbook
+        The playbook the actions come from (``playbook.actions[code]``).
+    code
+        Index of the action in the playbook, -1 for an empty slot.
+    reason
+        Why, in the account's own figures (the triggering driver's phrase).
+    due
+        Due date (``datetime64[D]``; NaT for an empty slot).
+    score
+        Strength of the triggering driver (log-odds; 0 when triggered by conditions alone).
+    """
+
+    playbook: Playbook
+    code: np.ndarray
+    reason: np.ndarray
+    due: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def records(self, i: int) -> list[dict[str, Any]]:
+        """Account ``i``'s actions: action_id, title, technique, owner, due_date, reason, cause."""
+        out: list[dict[str, Any]] = []
+        for s in range(self.code.shape[1]):
+            code = int(self.code[i, s])
+            if code < 0:
+                break
+            action = self.playbook.actions[code]
+            out.append(
+                {
+                    "action_id": action.id,
+                    "title": action.title,
+                    "technique": action.technique,
+                    "owner": action.owner,
+                    "due_date": str(self.due[i, s]),
+                    "reason": self.reason[i, s],
+                    "cause": action.cause,
+                }
+            )
+        return out
+
+    def first(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Title, owner and due date of each account's first action (None / NaT when none)."""
+        has = self.code[:, 0] >= 0
+        titles = np.array([a.title for a in self.playbook.actions], dtype=object)
+        owners = np.array([a.owner for a in self.playbook.actions], dtype=object)
+        at = np.where(has, self.code[:, 0], 0)
+        return (
+            np.where(has, titles[at], None).astype(object),
+            np.where(has, owners[at], None).astype(object),
+            self.due[:, 0],
+        )
+
+    def to_json(self) -> np.ndarray:
+        """Each account's actions as a JSON list of objects (see :meth:`records`)."""
+        n, m = self.code.shape
+        heads = [
+            '{"action_id": ' + json.dumps(a.id)
+            + ', "title": ' + json.dumps(a.title, ensure_ascii=False)
+            + ', "technique": ' + json.dumps(a.technique)
+            + ', "owner": ' + json.dumps(a.owner)
+            for a in self.playbook.actions
+        ]
+        causes = [', "cause": ' + json.dumps(a.cause) + "}" for a in self.playbook.actions]
+        escaped: dict[Any, str] = {}
+        due = self.due.astype(str)
+        slots: list[list[str]] = []
+        for s in range(m):
+            texts: list[str] = []
+            for code, reason, day in zip(
+                self.code[:, s].tolist(), self.reason[:, s].tolist(), due[:, s].tolist(),
+                strict=True,
+            ):
+                if code < 0:
+                    texts.append("")
+                    continue
+                quoted = escaped.get(reason)
+                if quoted is None:
+                    quoted = escaped[reason] = json.dumps(reason, ensure_ascii=False)
+                texts.append(
+                    f'{heads[code]}, "due_date": "{day}", "reason": {quoted}{causes[code]}'
+                )
+            slots.append(texts)
+        rows = ["[" + ", ".join(t for t in parts if t) + "]" for parts in zip(*slots, strict=True)]
+        return np.array(rows if m else ["[]"] * n, dtype=object)
+
+
+def recommend(
+    playbook: Playbook,
+    drivers: Drivers,
+    values: Mapping[str, np.ndarray],
+    tiers: np.ndarray,
+    as_of: Any,
+    phrasebook: Phrasebook,
+    *,
+    days_since_taken: np.ndarray | None = None,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> Recommendations:
+    """Match the playbook against every account's drivers, features, tier and history.
+
+    Parameters
+    ----------
+    playbook
+        The retention playbook.
+    drivers
+        The accounts' drivers (:func:`kam.serving.decisions.drivers.compute_drivers`).
+    values
+        Feature name -> float array over the accounts, for the trigger conditions. A condition
+        on a feature absent from ``values`` (not in the data at all) is not checked.
+    tiers
+        Tier per account (``"A"``, ``"B"``, ``"C"``); ``None`` lets every tier's actions apply.
+    as_of
+        Scoring date, a scalar or one per account; due dates count from it.
+    phrasebook
+        Phrases the reason of an action triggered by conditions alone.
+    days_since_taken
+        (accounts x playbook actions) days since each action was last taken for the account,
+        NaN when never (see :func:`days_since_taken`); actions inside their cool-down are not
+        recommended.
+    max_actions
+        Actions kept per account.
+
+    Returns
+    -------
+    Recommendations
+    """
+    n = len(drivers)
+    n_actions = len(playbook.actions)
+    tiers = np.asarray(tiers, dtype=object)
+    slot_ok = drivers.family_code >= 0
+    # a driver slot's codes, shifted so that an empty slot (-1) indexes a trailing False
+    fam_idx = np.where(slot_ok, drivers.family_code, len(drivers.families))
+    feat_idx = np.where(slot_ok, drivers.feature_code, len(drivers.feature_names))
+    cause_idx = np.where(slot_ok, drivers.cause_code, len(CAUSES))
+    contribution = np.where(slot_ok, drivers.contribution, -np.inf)
+    rows = np.arange(n)
+
+    plan = _plan(playbook, drivers.families, drivers.feature_names)
+    # (accounts x actions) eligibility: tier, feature conditions, cool-down
+    eligible = plan.tier_ok[:, _tier_codes(tiers)].T.copy()
+    for condition, users in plan.conditions:
+        if condition.feature in values:
+            eligible[:, users] &= condition.holds(values, n)[:, None]
+    if days_since_taken is not None:
+        eligible &= ~(days_since_taken < plan.cool_down)
+    # (accounts x actions x slots) driver matches; the strongest matching slot is the reason
+    k = contribution.shape[1]
+    if k:
+        match = (
+            plan.family_ok[:, fam_idx] | plan.feature_ok[:, feat_idx] | plan.cause_ok[:, cause_idx]
+        ).transpose(1, 0, 2)
+        matched = np.where(match, contribution[:, None, :], -np.inf)
+        slot = np.argmax(matched, axis=2)
+        best = np.take_along_axis(matched, slot[:, :, None], axis=2)[:, :, 0]
+    else:
+        slot = np.zeros((n, n_actions), dtype=np.int64)
+        best = np.full((n, n_actions), -np.inf)
+    needs = plan.needs_driver[None, :]
+    eligible &= ~needs | np.isfinite(best)
+    score = np.where(eligible, np.where(needs, best, 0.0), -np.inf)
+    # actions triggered by conditions alone give the top driver as the reason, if any
+    first = np.where(slot_ok[:, 0], 0, -1)[:, None] if k else np.full((n, 1), -1)
+    reason_slot = np.where(needs, slot, first)
+    strength = drivers.cause_strength[:, plan.cause_index]
+
+    position = np.broadcast_to(np.arange(n_actions), (n, n_actions))
+    primary = np.where(np.isfinite(score), strength, -np.inf)
+    order = np.lexsort((position, -score, -primary), axis=-1)[:, :max_actions]
+    kept = np.take_along_axis(score, order, axis=1)
+    code = np.where(np.isfinite(kept), order, -1)
+    m = code.shape[1]
+
+    reason = np.full((n, max_actions), None, dtype=object)
+    due = np.full((n, max_actions), np.datetime64("NaT"), dtype="datetime64[D]")
+    best_score = np.full((n, max_actions), np.nan)
+    base = _days(as_of, n)
+    due_in = plan.due_in
+    for s in range(m):
+        has = code[:, s] >= 0
+        at = np.where(has, code[:, s], 0)
+        slot = reason_slot[rows, at]
+        from_driver = has & (slot >= 0)
+        reason[from_driver, s] = drivers.phrase[rows[from_driver], slot[from_driver]]
+        due[has, s] = base[has] + due_in[at[has]]
+        best_score[has, s] = kept[has, s]
+        # actions triggered by conditions alone: say the first condition with the figures
+        for a in np.unique(at[has & ~from_driver]):
+            who = np.flatnonzero(has & ~from_driver & (at == a))
+            conditions = playbook.actions[a].trigger.conditions
+            if conditions and conditions[0].feature in values:
+                reason[who, s] = phrasebook.render(conditions[0].feature, values, who)
+            else:  # no condition and no driver: the account's tier is the reason
+                reason[who, s] = [f"tier {t or '?'} account" for t in tiers[who].tolist()]
+    if m < max_actions:
+        code = np.hstack([code, np.full((n, max_actions - m), -1, dtype=np.int64)])
+    return Recommendations(playbook, code, reason, due, best_score)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a playbook fixes for a given driver vocabulary, as (actions x ...) arrays."""
+
+    tier_ok: np.ndarray  # (actions, 4): tiers A, B, C and unknown
+    family_ok: np.ndarray  # (actions, families + 1): padded with False for empty slots
+    feature_ok: np.ndarray  # (actions, features + 1)
+    cause_ok: np.ndarray  # (actions, causes + 1)
+    needs_driver: np.ndarray
+    conditions: tuple[tuple[Condition, np.ndarray], ...]  # each distinct condition, its actions
+    cool_down: np.ndarray
+    cause_index: np.ndarray
+    due_in: np.ndarray
+    # per action, as plain Python values for one row at a time: the driver family, feature and
+    # cause codes that trigger it
+    families_of: tuple[frozenset[int], ...]
+    features_of: tuple[frozenset[int], ...]
+    causes_of: tuple[frozenset[int], ...]
+
+
+_TIER_CODE = {"A": 0, "B": 1, "C": 2}
+_PLANS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Playbook, _Plan]] = {}
+
+
+def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ...]) -> _Plan:
+    # built once per playbook and model: the online path recommends for one row at a time
+    key = (id(playbook), tuple(families), tuple(features))
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is playbook:
+        return hit[1]
+    actions = playbook.actions
+    tier_ok = np.zeros((len(actions), 4), dtype=bool)
+    tier_ok[:, 3] = True  # an unknown tier lets every action apply
+    for a, action in enumerate(actions):
+        tier_ok[a, [_TIER_CODE[t] for t in action.tiers]] = True
+
+    def padded(names: tuple[str, ...], wanted: list[str]) -> np.ndarray:
+        return np.append(np.isin(np.array(names, dtype=object), wanted), False)
+
+    users: dict[Condition, list[int]] = {}
+    for a, action in enumerate(actions):
+        for condition in action.trigger.conditions:
+            users.setdefault(condition, []).append(a)
+    plan = _Plan(
+        tier_ok=tier_ok,
+        family_ok=np.array([padded(families, a.trigger.families) for a in actions]),
+        feature_ok=np.array([padded(features, a.trigger.features) for a in actions]),
+        cause_ok=np.array([padded(CAUSES, a.trigger.causes) for a in actions]),
+        needs_driver=np.array([a.trigger.needs_driver for a in actions]),
+        conditions=tuple((c, np.array(a)) for c, a in users.items()),
+        cool_down=np.array([a.cool_down_days for a in actions], dtype=float),
+        cause_index=np.array([CAUSES.index(a.cause) for a in actions]),
+        due_in=np.array([a.due_in_days for a in actions], dtype="timedelta64[D]"),
+        families_of=_codes(families, [a.trigger.families for a in actions]),
+        features_of=_codes(features, [a.trigger.features for a in actions]),
+        causes_of=_codes(CAUSES, [a.trigger.causes for a in actions]),
+    )
+    if len(_PLANS) >= 16:
+        _PLANS.clear()
+    _PLANS[key] = (playbook, plan)
+    return plan
+
+
+def _codes(names: tuple[str, ...], wanted: list[list[str]]) -> tuple[frozenset[int], ...]:
+    return tuple(frozenset(i for i, name in enumerate(names) if name in w) for w in wanted)
+
+
+def _tier_codes(tiers: np.ndarray) -> np.ndarray:
+    return np.array([_TIER_CODE.get(t, 3) for t in tiers.tolist()], dtype=np.int64)
+
+
+def _days(as_of: Any, n: int) -> np.ndarray:
+    if np.ndim(as_of) == 0:
+        return np.full(n, np.datetime64(pd.Timestamp(as_of).date(), "D"))
+    return pd.to_datetime(np.asarray(as_of)).to_numpy().astype("datetime64[D]")
+
+
+def days_since_taken(
+    con: Any, account_ids: np.ndarray, as_of: Any, playbook: Playbook
+) -> np.ndarray | None:
+    """Days since each playbook action was last taken for each account, as of ``as_of``.
+
+    Reads the store's ``actions`` table (account_id, taken_at, action); only actions taken on or
+    before as_of and within the longest cool-down count.
+
+    Parameters
+    ----------
+    con
+        Ibis connection to the store.
+    account_ids
+        The accounts, in the order of the result's rows.
+    as_of
+        The scoring date.
+    playbook
+        The playbook; the result's columns follow its actions.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (accounts x actions) days, NaN where not taken in the window; None when the store has
+        no actions table.
+    """
+    if "actions" not in con.list_tables():
+        return None
+    day = pd.Timestamp(as_of).normalize()
+    longest = max(a.cool_down_days for a in playbook.actions)
+    t = con.table("actions")
+    taken_day = t.taken_at.date()
+    recent = t.filter(
+        t.action.isin(list(playbook.ids)),
+        taken_day <= day.date(),
+        taken_day > (day - pd.Timedelta(days=longest)).date(),
+    )
+    last = recent.group_by(["account_id", "action"]).aggregate(last=recent.taken_at.max())
+    frame = con.execute(last)
+    out = np.full((len(account_ids), len(playbook.actions)), np.nan)
+    if frame.empty:
+        return out
+    row_of = pd.Index(pd.Series(account_ids, dtype=object))
+    rows = row_of.get_indexer(frame["account_id"].astype(object))
+    cols = pd.Index(list(playbook.ids)).get_indexer(frame["action"])
+    keep = (rows >= 0) & (cols >= 0)
+    last_day = pd.to_datetime(frame["last"]).dt.normalize()
+    days = (day - last_day).dt.days.to_numpy(dtype=float)
+    out[rows[keep], cols[keep]] = days[keep]
+    return out
+
+
+def recommend_row(
+    playbook: Playbook,
+    drivers: RowDrivers,
+    row: Mapping[str, float],
+    tier: str | None,
+    as_of: dt.date,
+    phrasebook: Phrasebook,
+    *,
+    max_actions: int = DEFAULT_MAX_ACTIONS,
+) -> list[dict[str, Any]]:
+    """:func:`recommend` for one account without history, on plain values.
+
+    The same matching and ranking (the tests hold both equal on real rows); returns what
+    :meth:`Recommendations.records` gives for the account.
+
+    Parameters
+    ----------
+    playbook, phrasebook, max_actions
+        As for :func:`recommend`.
+    drivers
+        The account's drivers (:func:`kam.serving.decisions.drivers.row_drivers`).
+    row
+        Feature name -> float (NaN = no value), for the trigger conditions and the reasons.
+    tier
+        The account's tier; None lets every tier's actions apply.
+    as_of
+        Scoring date; due dates count from it.
+    """
+    plan = _plan(playbook, drivers.families, drivers.feature_names)
+    tier_code = _TIER_CODE.get(tier, 3)  # type: ignore[arg-type]
+    holds = {c: c.holds_one(row) for c, _ in plan.conditions if c.feature in row}
+    ranked: list[tuple[float, float, int, int]] = []
+    for a, action in enumerate(playbook.actions):
+        if not plan.tier_ok[a, tier_code]:
+            continue
+        if not all(holds.get(c, True) for c in action.trigger.conditions):
+            continue
+        # the strongest of the account's drivers that triggers the action (first on ties)
+        slot, best = -1, -math.inf
+        for s, d in enumerate(drivers.slots):
+            if (
+                d.family in plan.families_of[a]
+                or d.feature in plan.features_of[a]
+                or d.cause in plan.causes_of[a]
+            ) and d.contribution > best:
+                slot, best = s, d.contribution
+        needs = action.trigger.needs_driver
+        if needs and slot < 0:
+            continue
+        score = best if needs else 0.0
+        # conditions alone: the top driver, if any, is the reason
+        reason_slot = slot if needs else (0 if drivers.slots else -1)
+        primary = drivers.cause_strength[plan.cause_index[a]]
+        ranked.append((-primary, -score, a, reason_slot))
+    out: list[dict[str, Any]] = []
+    for _, _, a, reason_slot in sorted(ranked)[:max_actions]:
+        action = playbook.actions[a]
+        if reason_slot >= 0:
+            reason = drivers.slots[reason_slot].phrase
+        else:
+            conditions = action.trigger.conditions
+            if conditions and conditions[0].feature in row:
+                reason = phrasebook.render_one(conditions[0].feature, row)
+            else:
+                reason = f"tier {tier or '?'} account"
+        out.append(
+            {
+                "action_id": action.id,
+                "title": action.title,
+                "technique": action.technique,
+                "owner": action.owner,
+                "due_date": (as_of + dt.timedelta(days=action.due_in_days)).isoformat(),
+                "reason": reason,
+                "cause": action.cause,
+            }
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Batch and online scoring: features at as_of, both models, drivers and actions."""

@@ -1,0 +1,1 @@
+"""The managers' page: routes, query parsing, charts, formats, export, templates."""

@@ -1,0 +1,377 @@
+"""Batch and online scoring on a simulated world with a trained model, and the scores table."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kam.features.snapshots import build_snapshots, data_end
+from kam.features.store import connect
+from kam.models.errors import FeatureRowError
+from kam.serving.decisions.playbook import OWNERS, load_playbook
+from kam.serving.decisions.recommend import days_since_taken
+from kam.serving.decisions.stages import (
+    STAGES,
+    assign_tiers,
+    relationship_stage,
+    relationship_stage_one,
+    tier_cutoffs,
+)
+from kam.serving.scoring.batch import (
+    SCORE_COLUMNS,
+    export_scores,
+    read_scores,
+    score_accounts,
+    score_features,
+    score_frame,
+    score_matrix,
+    write_scores,
+)
+from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
+from tests.world import World, with_gaps
+
+SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
+PLAYBOOK = load_playbook()
+
+
+@pytest.fixture(scope="module")
+def batch(small_world: World) -> dict:
+    con = small_world.connect()
+    model = small_world.model()
+    end = data_end(con)
+    frame = score_accounts(con, model, scored_at=SCORED_AT)
+    snapshot = build_snapshots(con, [end])
+    return {"con": con, "model": model, "frame": frame, "snapshot": snapshot, "end": end}
+
+
+def test_scores_have_exactly_the_table_columns(batch: dict) -> None:
+    frame = batch["frame"]
+    assert tuple(frame.columns) == SCORE_COLUMNS
+    assert len(frame) == len(batch["snapshot"]) and frame["account_id"].is_unique
+    assert (frame["as_of"] == batch["end"]).all()
+    assert (frame["scored_at"] == SCORED_AT).all()
+    assert (frame["model_version"] == "1").all()
+    assert (frame["playbook_version"] == PLAYBOOK.version).all()
+    assert frame["name"].notna().all() and frame["account_manager"].notna().all()
+    assert frame["relationship_stage"].isin(STAGES).all()
+    assert frame["defection_probability"].between(0, 1).all()
+    assert (frame["value_low"] <= frame["value"]).all()
+    assert (frame["value"] <= frame["value_high"]).all()
+
+
+def test_value_at_risk_rank_and_tiers(batch: dict) -> None:
+    frame = batch["frame"]
+    revenue = batch["snapshot"].set_index("account_id")["revenue_365d"].clip(lower=0)
+    np.testing.assert_allclose(
+        frame["value_at_stake"], revenue.loc[frame["account_id"]].to_numpy(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        frame["value_at_risk"], frame["defection_probability"] * frame["value_at_stake"]
+    )
+    assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
+    assert frame["value_at_risk"].is_monotonic_decreasing
+    assert frame["tier"].tolist() == assign_tiers(frame["value"].to_numpy()).tolist()
+    by_value = frame.sort_values("value", ascending=False)
+    share = by_value["value"].cumsum() / by_value["value"].sum()
+    a = by_value["tier"] == "A"
+    assert share[a].iloc[-1] >= 0.7 > (share[a].iloc[-1] - by_value["value"][a].iloc[-1]
+                                        / by_value["value"].sum())
+    assert a.mean() < 0.3  # the Pareto rule: few accounts carry most of the value
+
+
+def test_drivers_and_actions_are_consistent_json(batch: dict) -> None:
+    frame = batch["frame"]
+    with_actions = 0
+    for row in frame.itertuples():
+        drivers = json.loads(row.drivers)
+        actions = json.loads(row.actions)
+        assert len(drivers) <= 3 and len(actions) <= 3
+        contributions = [d["contribution"] for d in drivers]
+        assert contributions == sorted(contributions, reverse=True)
+        assert all(c > 0 for c in contributions)
+        if drivers:
+            assert (row.top_driver, row.top_driver_cause) == (
+                drivers[0]["phrase"], drivers[0]["cause"],
+            )
+        else:
+            assert pd.isna(row.top_driver) and pd.isna(row.top_driver_cause)
+        if not actions:
+            assert pd.isna(row.first_action) and pd.isna(row.first_action_due)
+            continue
+        with_actions += 1
+        first = PLAYBOOK.by_id[actions[0]["action_id"]]
+        assert row.tier in first.tiers
+        assert (row.first_action, row.first_action_owner) == (first.title, first.owner)
+        assert row.first_action_due == batch["end"] + pd.Timedelta(days=first.due_in_days)
+        assert actions[0]["due_date"] == str(row.first_action_due.date())
+        assert all(a["owner"] in OWNERS and a["reason"] for a in actions)
+        assert len({a["action_id"] for a in actions}) == len(actions)
+    assert with_actions / len(frame) > 0.8
+
+
+def test_a_driver_limit_keeps_drivers_for_the_highest_value_at_risk(batch: dict) -> None:
+    limited = score_frame(
+        batch["snapshot"], batch["model"], as_of=batch["end"], scored_at=SCORED_AT,
+        driver_limit=50,
+    )
+    full = batch["frame"]
+    assert limited[["account_id", "rank", "tier"]].equals(full[["account_id", "rank", "tier"]])
+    with_drivers = limited["drivers"] != "[]"
+    assert with_drivers.sum() <= 50 and not with_drivers.iloc[50:].any()
+    top = limited.head(50)
+    assert (top["drivers"] == full.head(50)["drivers"]).mean() > 0.95
+    rest = limited.iloc[50:]
+    driver_free = {a.id for a in PLAYBOOK.actions if not a.trigger.needs_driver}
+    for actions in rest["actions"]:
+        assert {a["action_id"] for a in json.loads(actions)} <= driver_free
+
+
+def test_scores_table_round_trip_keeps_history(batch: dict, tmp_path) -> None:
+    url = f"duckdb:///{tmp_path / 'scores.duckdb'}"
+    frame = batch["frame"]
+    earlier = frame.assign(as_of=frame["as_of"] - pd.Timedelta(days=31))
+    assert write_scores(url, earlier) == len(frame)
+    write_scores(url, frame)
+    write_scores(url, frame)  # re-scoring an as_of replaces its rows
+    con = connect(url, read_only=True)
+    stored = con.table("scores")
+    assert list(stored.columns) == list(SCORE_COLUMNS)
+    assert stored.count().to_pandas() == 2 * len(frame)
+    types = dict(zip(stored.schema().names, map(str, stored.schema().types), strict=True))
+    assert types["as_of"] == "date" and types["first_action_due"] == "date"
+    back = read_scores(con)
+    pd.testing.assert_frame_equal(_plain(back), _plain(frame))
+    assert len(read_scores(con, as_of=earlier["as_of"].iloc[0])) == len(frame)
+    con.disconnect()
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.reset_index(drop=True).copy()
+    for column in ("as_of", "first_action_due", "scored_at"):
+        out[column] = pd.to_datetime(out[column]).astype("datetime64[us]")
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype).startswith("str"):
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    out["rank"] = out["rank"].astype("int64")
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_export_scores(batch: dict, tmp_path, suffix: str) -> None:
+    path = export_scores(batch["frame"], tmp_path / f"scores{suffix}")
+    back = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    assert list(back.columns) == list(SCORE_COLUMNS)
+    assert len(back) == len(batch["frame"])
+    assert json.loads(back["drivers"].iloc[0]) == json.loads(batch["frame"]["drivers"].iloc[0])
+    assert json.loads(back["actions"].iloc[0]) == json.loads(batch["frame"]["actions"].iloc[0])
+    if suffix == ".csv":
+        assert back["as_of"].iloc[0] == str(batch["end"].date())
+
+
+def _records(snapshot: pd.DataFrame, names: tuple[str, ...], rows: list[int]) -> list[dict]:
+    records = []
+    for i in rows:
+        record = {}
+        for name in names:
+            value = snapshot[name].iloc[i]
+            record[name] = None if pd.isna(value) else (
+                value if isinstance(value, str) else float(value)
+            )
+        records.append(record)
+    return records
+
+
+def test_online_scoring_matches_the_batch(batch: dict) -> None:
+    model, frame, snapshot = batch["model"], batch["frame"], batch["snapshot"]
+    history = days_since_taken(batch["con"], frame["account_id"].to_numpy(dtype=object),
+                               batch["end"], PLAYBOOK)
+    # online scoring knows no history: compare on accounts without actions in their cool-downs
+    quiet = frame[np.isnan(history).all(axis=1)].head(5)
+    assert len(quiet) == 5
+    rows = [int(np.flatnonzero(snapshot["account_id"] == a)[0]) for a in quiet["account_id"]]
+    cutoffs = tier_cutoffs(frame["value"].to_numpy(), frame["tier"].to_numpy())
+    online = score_features(
+        model,
+        _records(snapshot, model.scorer.spec.names, rows),
+        as_of=batch["end"],
+        tier_cutoffs=cutoffs,
+    )
+    for result, (_, row) in zip(online, quiet.iterrows(), strict=True):
+        assert result["model_version"] == "1"
+        assert result["defection_probability"] == pytest.approx(row["defection_probability"])
+        assert result["value_at_risk"] == pytest.approx(row["value_at_risk"])
+        assert result["tier"] == row["tier"]
+        assert result["relationship_stage"] == row["relationship_stage"]
+        assert result["drivers"] == json.loads(row["drivers"])
+        assert result["actions"] == json.loads(row["actions"])
+        assert result["first_action"] == (row["first_action"] if result["actions"] else None)
+
+
+@pytest.mark.parametrize("gaps", [0.0, 0.3], ids=["real rows", "30% of figures missing"])
+def test_one_row_twins_score_like_the_vectorised_path(batch: dict, gaps: float) -> None:
+    """Small batches are explained row by row on plain floats: the same results, exactly."""
+    model, frame, snapshot = batch["model"], batch["frame"], batch["snapshot"]
+    x = model.scorer.spec.matrix(snapshot)
+    if gaps:
+        x = with_gaps(x, gaps, seed=5)
+    cutoffs = tier_cutoffs(frame["value"].to_numpy(), frame["tier"].to_numpy())
+    for tiers in (cutoffs, None):
+        options = {"as_of": batch["end"], "tier_cutoffs": tiers, "playbook": PLAYBOOK}
+        vectorised = score_matrix(model, x, one_by_one=False, **options)
+        one_by_one = score_matrix(model, x, one_by_one=True, **options)
+        assert _nan_as_none(one_by_one) == _nan_as_none(vectorised)
+    assert sum(bool(r["actions"]) for r in vectorised) > len(x) / 2
+    stages = {r["relationship_stage"] for r in vectorised}
+    assert len(stages) >= 3, stages
+
+
+def _nan_as_none(results: list[dict]) -> list[dict]:
+    # NaN never equals itself: compare missing figures as None
+    return [
+        {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
+        for r in results
+    ]
+
+
+def test_one_row_stage_follows_the_same_rules() -> None:
+    """Every combination of low, high and missing figures gets the vectorised stage."""
+    grid = {
+        "tenure_days": [200.0, 800.0, 1200.0, np.nan],
+        "revenue_yoy_90d": [-0.5, 0.1, np.nan],
+        "revenue_change_365d": [-0.3, 0.0, np.nan],
+        "overdue_ratio": [1.0, 4.0, np.nan],
+        "contact_roles_180d": [1.0, 3.0, 6.0, np.nan],
+        "contacts_180d": [1.0, 4.0, np.nan],
+        "executive_contact_recency_days": [30.0, 120.0, 400.0, np.nan],
+        "active_months_share_12m": [0.3, 0.6, 0.9, np.nan],
+        "categories_365d": [1.0, 4.0, np.nan],
+    }
+    rows = list(itertools.product(*grid.values()))
+    columns = {name: np.array(column) for name, column in zip(grid, zip(*rows, strict=True),
+                                                               strict=True)}
+    expected = relationship_stage(columns, len(rows)).tolist()
+    got = [relationship_stage_one(dict(zip(grid, r, strict=True))) for r in rows]
+    assert got == expected
+    assert set(got) == set(STAGES)
+    # features absent from the data count as unknown, as in the vectorised rules
+    assert relationship_stage_one({"tenure_days": 100.0}) == relationship_stage(
+        {"tenure_days": np.array([100.0])}, 1
+    )[0]
+
+
+def test_online_scoring_names_bad_fields(batch: dict) -> None:
+    with pytest.raises(FeatureRowError) as caught:
+        score_features(batch["model"], [{"recency_days": "soon", "colour": 3, "region": "Mars"}])
+    assert set(caught.value.errors) == {"recency_days", "colour", "region"}
+
+
+def test_an_action_taken_recently_is_not_recommended_again(
+    batch: dict, small_world: World, tmp_path
+) -> None:
+    frame = batch["frame"]
+    row = frame[frame["first_action"].notna()].iloc[0]
+    first = json.loads(row["actions"])[0]["action_id"]
+    copy = tmp_path / "store.duckdb"
+    shutil.copy(small_world.store_file, copy)
+    con = connect(f"duckdb:///{copy}")
+    taken = pd.DataFrame(
+        {
+            "action_id": ["T1", "T2"],
+            "account_id": [row["account_id"], row["account_id"]],
+            "taken_at": [batch["end"] - pd.Timedelta(days=3), batch["end"] + pd.Timedelta(days=1)],
+            "action": [first, first],
+            "owner": ["AR", "AR"],
+            "note": ["test", "after as_of"],
+        }
+    )
+    con.insert("actions", taken)
+    rescored = score_accounts(con, batch["model"], as_of=batch["end"], scored_at=SCORED_AT)
+    again = rescored.set_index("account_id").loc[row["account_id"]]
+    assert first not in {a["action_id"] for a in json.loads(again["actions"])}
+    others = rescored[rescored["account_id"] != row["account_id"]].set_index("account_id")
+    before = frame.set_index("account_id").loc[others.index]
+
+    def ids(column: pd.Series) -> list[list[str]]:
+        return [[a["action_id"] for a in json.loads(v)] for v in column]
+
+    # (reasons are compared loosely: DuckDB's parallel sums may move a figure's last digit)
+    assert ids(others["actions"]) == ids(before["actions"])
+    con.disconnect()
+
+
+def test_effect_estimates_are_honest_on_a_small_world(small_world: World) -> None:
+    con = small_world.connect()
+    dates = pd.date_range("2022-03-31", "2024-12-31", freq="QE")
+    effects = estimate_effects(con, small_world.model().scorer, as_of=list(dates))
+    assert tuple(effects.columns) == EFFECT_COLUMNS
+    assert set(effects["action"]) == {
+        "business_review", "complaint_closure", "exec_sponsor_visit", "multi_threading",
+        "nurture_c", "priority_supply", "quality_rca", "technical_exchange", "visit_follow_up",
+    }
+    for row in effects.itertuples():
+        includes_zero = row.ci_low <= 0 <= row.ci_high
+        if row.supported:
+            assert not includes_zero and row.n_treated >= 50
+        else:
+            assert includes_zero or row.n_treated < 50
+            assert "points fewer" not in row.summary and "points more" not in row.summary
+        assert row.ci_low <= row.effect <= row.ci_high
+    print(effects.drop(columns="summary").round(4).to_string())
+
+
+# ------------------------------------------------------------------------------------------------
+# Ground truth (slow: a 3,000-account world)
+# ------------------------------------------------------------------------------------------------
+TRUTH_DATES = ("2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31")
+
+
+def truth_vs_random(world: World, dates: tuple[str, ...] = TRUTH_DATES) -> tuple[float, float, int]:
+    """Among true defectors in the top decile of value at risk: how often the top action
+    addresses the true cause, and how often a random pick of the tier's actions would."""
+    con, model = world.connect(), world.model()
+    defections = world.truth("defections")
+    hits, chance = [], []
+    for day in map(pd.Timestamp, dates):
+        snapshot = build_snapshots(con, [day])
+        frame = score_frame(snapshot, model, as_of=day, scored_at=SCORED_AT)
+        end = day + pd.DateOffset(days=365)
+        onset = defections["onset_month"].between(day, end, inclusive="right")
+        stop = defections["defection_month"].between(day, end, inclusive="right")
+        cause = frame["account_id"].map(defections[onset | stop].set_index("account_id")["cause"])
+        top = frame[(frame["rank"] <= int(np.ceil(0.1 * len(frame)))) & cause.notna()]
+        for row, true_cause in zip(top.itertuples(), cause[top.index], strict=True):
+            actions = json.loads(row.actions)
+            hits.append(bool(actions) and actions[0]["cause"] == true_cause)
+            eligible = [a for a in PLAYBOOK.actions if row.tier in a.tiers]
+            chance.append(np.mean([a.cause == true_cause for a in eligible]))
+    return float(np.mean(hits)), float(np.mean(chance)), len(hits)
+
+
+@pytest.mark.slow
+def test_top_action_addresses_the_true_cause(large_world: World) -> None:
+    top, random, n = truth_vs_random(large_world)
+    print(f"true defectors in the top decile of value at risk: {n}; top action addresses the "
+          f"true cause in {top:.1%}, a random playbook pick in {random:.1%}")
+    assert n >= 60
+    assert top >= 1.5 * random or top - random >= 0.15
+
+
+@pytest.mark.slow
+def test_effect_estimates_agree_with_the_true_effects(large_world: World) -> None:
+    effects = estimate_effects(large_world.connect(), large_world.model().scorer)
+    truth = large_world.truth("action_effects").set_index("action")["effect_log_odds"]
+    effects["true_log_odds"] = effects["action"].map(truth)
+    print(effects.drop(columns="summary").round(4).to_string())
+    for row in effects.itertuples():
+        if row.supported:  # a claimed effect never points the wrong way
+            assert np.sign(row.effect) == np.sign(row.true_log_odds), row.summary
+        if row.true_log_odds == 0:
+            assert not row.supported, row.summary
+    strong = effects[effects["true_log_odds"] <= -0.8]
+    assert len(strong) == 3
+    assert (strong["effect"] < 0).all(), strong[["action", "effect"]]

@@ -1,0 +1,153 @@
+"""Training end to end on a small simulated world, with a real MLflow store in a temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from kam.features.periods import Period
+from kam.models.registry import CHAMPION, alias_uri, load_model
+from kam.training.promote import promote
+from kam.training.run import TEST_SNAPSHOT, train_candidate
+from kam.training.splits import SplitError, plan_split
+from tests.world import build_world
+
+NAME = "kam-test"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("training")
+    built = build_world(root, 600, years=5, seed=11, model_name=NAME, experiment="test")
+    root, store, tracking = built.root, built.store, built.tracking
+    request, outcome = built.request, built.outcome
+    return {
+        "root": root,
+        "store": store,
+        "tracking": tracking,
+        "request": request,
+        "first": outcome,
+    }
+
+
+def test_training_registers_a_version_that_becomes_champion(trained: dict) -> None:
+    assert trained["first"].model_version == "1"
+    decision = promote(NAME, tracking_uri=trained["tracking"])
+    assert decision.promoted, decision.reason
+    assert "first champion" in decision.reason
+    mlflow.set_tracking_uri(trained["tracking"])
+    assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+
+
+def test_logged_metrics_beat_the_baselines(trained: dict) -> None:
+    metrics = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.metrics
+    for name in ("defection_roc_auc", "defection_pr_auc", "value_spearman", "value_gini"):
+        assert metrics[f"test_{name}"] > metrics[f"test_{name}_baseline"], name
+    assert 0.6 < metrics["test_defection_roc_auc"] < 0.97
+
+
+def test_run_logs_card_plots_and_fingerprint(trained: dict) -> None:
+    client = MlflowClient(trained["tracking"])
+    run_id = trained["first"].run_id
+    listed = {a.path for a in client.list_artifacts(run_id)}
+    assert {"model_card.md", "plots", "evaluation", "data", "features"} <= listed
+    plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {"calibration.png", "gains.png", "importance.png"}
+    card = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md")
+    assert "Defection: value <=" in card and "Known limits" in card
+    params = client.get_run(run_id).data.params
+    assert int(params["data_orders_rows"]) > 0 and len(params["data_orders_hash"]) == 16
+
+
+def test_no_training_label_window_reaches_past_the_test_as_of(trained: dict) -> None:
+    params = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.params
+    plan = trained["first"].plan
+    horizon = Period.parse(params["horizon"]).offset()
+    test = pd.Timestamp(params["test_as_of"])
+    assert pd.Timestamp(params["train_as_of_last"]) + horizon <= test
+    for as_of in plan.train_as_of:
+        assert as_of + horizon <= test
+    for fold in plan.folds:
+        assert fold.validation_as_of + horizon <= test
+        assert all(a + horizon <= fold.validation_as_of for a in fold.train_as_of)
+
+
+def test_the_bundle_scores_through_pyfunc(trained: dict) -> None:
+    mlflow.set_tracking_uri(trained["tracking"])
+    run_id = trained["first"].run_id
+    frame = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=TEST_SNAPSHOT
+        )
+    )
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
+    inputs = model.metadata.get_input_schema().input_names()
+    out = model.predict(frame[inputs].head(50))
+    assert list(out.columns) == ["defection_probability", "value", "value_low", "value_high"]
+    assert out["defection_probability"].between(0, 1).all()
+    assert (out["value_low"] <= out["value"]).all() and (out["value"] <= out["value_high"]).all()
+    loaded = load_model(alias_uri(NAME), trained["tracking"])
+    assert loaded.version == "1" and loaded.metrics["test_defection_roc_auc"] > 0.5
+
+
+def test_promotion_refuses_a_worse_candidate(trained: dict) -> None:
+    from dataclasses import replace
+
+    weak = replace(trained["request"], features=("tenure_days", "region"))
+    outcome = train_candidate(weak)
+    decision = promote(NAME, tracking_uri=trained["tracking"])
+    assert not decision.promoted
+    assert decision.candidate_version == outcome.model_version
+    assert "worse" in decision.reason
+    assert decision.candidate["defection_pr_auc"] < decision.champion["defection_pr_auc"]
+    mlflow.set_tracking_uri(trained["tracking"])
+    assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    forced = promote(NAME, tracking_uri=trained["tracking"], force=True)
+    assert forced.promoted and "forced" in forced.reason
+
+
+@pytest.mark.parametrize("horizon", ["365d", "26w", "6mo"])
+def test_split_plan_is_out_of_time(horizon: str) -> None:
+    period = Period.parse(horizon)
+    plan = plan_split(pd.Timestamp("2021-01-01"), pd.Timestamp("2025-12-31"), period)
+    assert plan.test_as_of + period.offset() <= pd.Timestamp("2025-12-31")
+    assert plan.folds, "five years of history hold rolling-origin windows"
+    assert all(a + period.offset() <= plan.test_as_of for a in plan.train_as_of)
+    for fold in plan.folds:
+        assert fold.validation_as_of + period.offset() <= plan.test_as_of
+        assert all(a + period.offset() <= fold.validation_as_of for a in fold.train_as_of)
+    assert len(set(plan.all_as_of)) == len(plan.all_as_of)
+
+
+def test_too_short_a_history_is_named() -> None:
+    with pytest.raises(SplitError, match="too short"):
+        plan_split(pd.Timestamp("2025-01-01"), pd.Timestamp("2025-12-31"), Period(365, "day"))
+
+
+def test_unknown_features_are_named(trained: dict) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="no_such_feature"):
+        train_candidate(replace(trained["request"], features=("no_such_feature",)))
+
+
+def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) -> None:
+    """Behaviour: an account that stopped ordering long ago must not look safer than a fresh one."""
+    loaded = load_model(f"models:/{NAME}/1", trained["tracking"])
+    mlflow.set_tracking_uri(trained["tracking"])
+    frame = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=trained["first"].run_id, artifact_path=TEST_SNAPSHOT
+        )
+    )
+    fresh = frame.nsmallest(40, "recency_days")
+    idle = fresh.copy()
+    idle["recency_days"] = 330.0
+    p_fresh = loaded.scorer.predict_frame(fresh)["defection_probability"].to_numpy()
+    p_idle = loaded.scorer.predict_frame(idle)["defection_probability"].to_numpy()
+    assert np.mean(p_idle) > np.mean(p_fresh)
