@@ -13,8 +13,8 @@
    bar). ``--retrain`` retrains on the cached world after a change to training. Then times one
    posted row in process: ``score_matrix`` vectorised against its one-row twins, and
    LightGBM's four predictions through ``Booster.predict`` against its single-row fast path.
-3. Starts the API (``kam.serving.api.server.run``: uvicorn, ``--workers`` processes, default 2 for the
-   2 cores, API keys on) in its own process group on loopback and loads it from another
+3. Starts the API (``kam.serving.api.server.run``: uvicorn, ``--workers`` processes, default 2
+   for the 2 cores, API keys on) in its own process group on loopback and loads it from another
    process: ``GET /v1/accounts/{id}`` (random ids) and ``POST /v1/score`` (real feature rows),
    each first at the maximum (wrk when installed, e.g. ``apt-get install wrk``; else a
    closed-loop client with the same connections), then at a fixed rate (open loop: latency

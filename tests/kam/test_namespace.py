@@ -15,6 +15,7 @@ USER_MODULES = ("features", "models", "training", "serving")
 PROBE = """
 import importlib, json, pkgutil, sys
 import kam
+USER_MODULES = ("features", "models", "training", "serving")
 names = [m.name for m in pkgutil.walk_packages(kam.__path__, "kam.")]
 for name in names:
     importlib.import_module(name)
@@ -23,7 +24,7 @@ print(json.dumps({
     "imported": len(names),
     "user_models": getattr(models, "WHO", None),
     "top_level": sorted(
-        n for n in sys.modules if n.split(".")[0] in %r and not n.startswith("kam.")
+        n for n in sys.modules if n.split(".")[0] in USER_MODULES and not n.startswith("kam.")
         and n != "models"
     ),
     "kam_files_outside": sorted(
@@ -31,7 +32,7 @@ print(json.dumps({
         if n.startswith("kam.") and getattr(m, "__file__", None) and "kam" not in m.__file__
     ),
 }))
-""" % (USER_MODULES,)
+"""
 
 
 def test_kam_imports_beside_user_modules_of_the_same_names(tmp_path: Path) -> None:
