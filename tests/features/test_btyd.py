@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, stats
 
-import features.btyd as btyd
-from features.btyd import (
+import kam.features.btyd as btyd
+from kam.features.btyd import (
     BetaGeo,
     BTYDError,
     BTYDFitError,
