@@ -120,6 +120,27 @@ CATALOG: tuple[Feature, ...] = (
         "active_months_share_12m", "rhythm",
         "share of the last 12 months with at least one order", "orders",
     ),
+    # the statistical model of repeat buying (BG/NBD, Gamma-Gamma), fitted at each as_of
+    _f(
+        "btyd_p_alive", "rhythm",
+        "probability that the account still buys, from its buying rhythm (BG/NBD)", "orders",
+    ),
+    _f(
+        "btyd_p_no_order", "rhythm",
+        "probability of no order over the coming horizon (BG/NBD)", "orders",
+    ),
+    _f(
+        "btyd_expected_order_days", "rhythm",
+        "ordering days expected over the coming horizon (BG/NBD)", "orders",
+    ),
+    _f(
+        "btyd_expected_order_value", "spend",
+        "expected revenue per ordering day (Gamma-Gamma)", "orders",
+    ),
+    _f(
+        "btyd_expected_value", "spend",
+        "revenue expected over the coming horizon (BG/NBD x Gamma-Gamma)", "orders",
+    ),
     # breadth ----------------------------------------------------------------------------------
     _f(
         "categories_365d", "breadth",

@@ -26,7 +26,7 @@ import pandas as pd
 from kam.features import labels
 from kam.features.catalog import Feature, available
 from kam.features.errors import DataContractError, EmptyWindowError
-from kam.features.families import accounts, complaints, deliveries, interactions, orders
+from kam.features.families import accounts, btyd, complaints, deliveries, interactions, orders
 from kam.features.periods import Period
 from kam.features.store import input_tables
 
@@ -183,7 +183,8 @@ def snapshot_table(
     t = t.mutate(account_id=t._account_id)
     if accounts.TABLE in tables:
         t = accounts.attach(t, con.table(accounts.TABLE))
-    names = [f.name for f in available(tables)]
+    # the BG/NBD features are fitted after the query (btyd.attach), not computed in it
+    names = [f.name for f in available(tables) if f.name not in btyd.FEATURES]
     t = t.mutate(as_of=t.as_of.cast("timestamp"))
     return t.select("account_id", "as_of", *names, *labels.LABELS)
 
@@ -241,7 +242,10 @@ def build_snapshots(
             f"no account has an order in the activity window ({window}) before as_of {listed}: "
             "choose a later as_of or a longer activity window"
         )
-    return _typed(frame, available(input_tables(con))).sort_values(KEYS, ignore_index=True)
+    features = available(input_tables(con))
+    frame = btyd.attach(con, frame, Period.parse(horizon).approx_days())
+    frame = frame[["account_id", "as_of", *(f.name for f in features), *labels.LABELS]]
+    return _typed(frame, features).sort_values(KEYS, ignore_index=True)
 
 
 def _typed(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:

@@ -172,10 +172,9 @@ class Scorer:
         threads = 1 if len(x) < 2000 else num_threads
         return self._predict("defection", x, "contrib", threads)
 
-    def save(self, directory: Path) -> dict[str, str]:
-        """Write the scorer to ``directory``; returns the artifact paths by name."""
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = {
+    @staticmethod
+    def _paths(directory: Path) -> dict[str, Path]:
+        return {
             "defection": directory / "defection.txt",
             "value": directory / "value.txt",
             "lower": directory / "value_lower.txt",
@@ -184,6 +183,11 @@ class Scorer:
             "spec": directory / "feature_spec.json",
             "meta": directory / "meta.json",
         }
+
+    def save(self, directory: Path) -> dict[str, str]:
+        """Write the scorer to ``directory``; returns the artifact paths by name."""
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = self._paths(directory)
         self.defection.save_model(paths["defection"])
         self.value.save_model(paths["value"])
         self.lower.save_model(paths["lower"])
@@ -199,6 +203,11 @@ class Scorer:
         }
         paths["meta"].write_text(json.dumps(meta, indent=1, default=str))
         return {name: str(path) for name, path in paths.items()}
+
+    @classmethod
+    def load_dir(cls, directory: Path) -> Scorer:
+        """Rebuild a scorer from a folder :meth:`save` wrote."""
+        return cls.load({name: str(path) for name, path in cls._paths(Path(directory)).items()})
 
     @classmethod
     def load(cls, artifacts: dict[str, str]) -> Scorer:

@@ -76,8 +76,30 @@ def evaluate(
     -------
     Evaluation
     """
+    return evaluate_scores(scorer.predict_frame(frame), frame, n_boot=n_boot, seed=seed)
+
+
+def evaluate_scores(
+    scores: pd.DataFrame, frame: pd.DataFrame, *, n_boot: int = 200, seed: int = 0
+) -> Evaluation:
+    """Compare given scores of labelled ``frame`` (one as_of) with the baselines.
+
+    Parameters
+    ----------
+    scores
+        ``defection_probability``, ``value``, ``value_low``, ``value_high``, row for row with
+        ``frame`` (e.g. cross-fitted predictions).
+    frame
+        Labelled snapshots at one as_of.
+    n_boot, seed
+        Bootstrap resamples and their seed.
+
+    Returns
+    -------
+    Evaluation
+    """
     as_of = pd.Timestamp(frame["as_of"].iloc[0])
-    scores = scorer.predict_frame(frame)
+    scores = scores.reset_index(drop=True)
     y = frame["label_defection"].to_numpy(dtype=int)
     value = np.clip(frame["label_value"].to_numpy(dtype=float), 0.0, None)
     p = scores["defection_probability"].to_numpy()

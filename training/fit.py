@@ -177,6 +177,8 @@ def fit_models(
     *,
     options: FitOptions | None = None,
     progress: Callable[[str], None] | None = None,
+    capacity: str | None = None,
+    calibration: str | None = None,
 ) -> FitResult:
     """Fit the defection and value models of ``plan`` from labelled ``snapshots``.
 
@@ -195,6 +197,9 @@ def fit_models(
         Training knobs.
     progress
         Called with a short message as each stage starts.
+    capacity, calibration
+        The tree shape and calibration method already chosen (by a backtest); None chooses
+        them on this plan's validation windows.
 
     Returns
     -------
@@ -212,6 +217,9 @@ def fit_models(
     final_train = rows(plan.train_as_of)
     spec = FeatureSpec.from_frame(final_train, feature_names, families)
     grid = capacity_grid(len(final_train))
+    if capacity is not None:
+        # the shape the backtest chose, sized for these rows (a larger book may add shapes)
+        grid = {capacity: (grid.get(capacity) or capacity_grid(20_000)[capacity])}
     offset_feature, tenure_feature = _offset_of(list(spec.names))
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
@@ -271,9 +279,14 @@ def fit_models(
             f"validation ({plan.describe()})"
         )
 
-    capacity = _choose_capacity(
-        {name: np.concatenate(p) for name, p in oos_raw.items()}, np.concatenate(oos["y"]), notes
-    )
+    if capacity is None:
+        capacity = _choose_capacity(
+            {name: np.concatenate(p) for name, p in oos_raw.items()},
+            np.concatenate(oos["y"]),
+            notes,
+        )
+    else:
+        notes.append(f"tree shape {capacity!r} as chosen by the backtest")
     rounds = int(np.median([r.best_iteration[capacity] for r in reports]))
     value_rounds = int(np.median([r.value_best_iteration for r in reports]))
     # the final fit sees more rows than any window: a few more trees than the windows chose
@@ -283,7 +296,10 @@ def fit_models(
     y_oos = np.concatenate(oos["y"])
     raw_oos = np.concatenate(oos_raw[capacity])
     windows = np.concatenate(oos["window"])
-    calibration = _choose_calibration(raw_oos, y_oos, windows, reports, notes)
+    if calibration is None:
+        calibration = _choose_calibration(raw_oos, y_oos, windows, reports, notes)
+    else:
+        notes.append(f"calibration {calibration!r} as chosen by the backtest")
     calibrator = ProbabilityCalibrator(calibration).fit(raw_oos, y_oos)
 
     # Each bound gets its own conformal margin (at half the allowed miss rate): value errors are

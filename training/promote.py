@@ -8,6 +8,7 @@ normalized Gini; the candidate must be no worse on both and better on at least o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import mlflow
@@ -18,8 +19,9 @@ from mlflow.exceptions import MlflowException
 
 from kam.models.errors import ModelNotLoadedError
 from kam.models.registry import CHAMPION, load_model
+from kam.models.scorer import Scorer
 from kam.training.metrics import defection_metrics, normalized_gini
-from kam.training.run import TEST_SNAPSHOT
+from kam.training.run import BACKTEST_SCORER, TEST_SNAPSHOT
 
 AGREED = ("defection_pr_auc", "value_gini")
 
@@ -50,9 +52,22 @@ class Decision:
     champion: dict[str, float] = field(default_factory=dict)
 
 
-def _agreed_metrics(uri: str, frame: pd.DataFrame) -> dict[str, float]:
-    loaded = load_model(uri)
-    scores = loaded.scorer.predict_frame(frame)
+def _evidence_scorer(client: MlflowClient, model_name: str, version: str) -> Scorer:
+    """The version's backtest scorer where its run kept one, else the registered bundle.
+
+    A deployed bundle is refitted on the freshest labels, the candidate's test as_of among
+    them, so it is compared through the backtest model its run logged beside it.
+    """
+    run_id = client.get_model_version(model_name, version).run_id
+    names = {Path(a.path).name for a in client.list_artifacts(run_id, BACKTEST_SCORER)}
+    if names:
+        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BACKTEST_SCORER)
+        return Scorer.load_dir(Path(folder))
+    return load_model(f"models:/{model_name}/{version}").scorer
+
+
+def _agreed_metrics(scorer: Scorer, frame: pd.DataFrame) -> dict[str, float]:
+    scores = scorer.predict_frame(frame)
     y = frame["label_defection"].to_numpy(dtype=int)
     value = np.clip(frame["label_value"].to_numpy(dtype=float), 0, None)
     return {
@@ -99,9 +114,9 @@ def compare(model_name: str, *, tracking_uri: str, version: str | None = None) -
 
     path = mlflow.artifacts.download_artifacts(run_id=candidate.run_id, artifact_path=TEST_SNAPSHOT)
     frame = pd.read_parquet(path)
-    cand = _agreed_metrics(f"models:/{model_name}/{version}", frame)
+    cand = _agreed_metrics(_evidence_scorer(client, model_name, version), frame)
     try:
-        champ = _agreed_metrics(f"models:/{model_name}/{champion}", frame)
+        champ = _agreed_metrics(_evidence_scorer(client, model_name, champion), frame)
     except (KeyError, ValueError) as err:
         return Comparison(
             version,

@@ -18,12 +18,16 @@ from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect, input_tables, require_orders
 from kam.models.bundle import log_bundle
 from kam.training import report
-from kam.training.evaluate import Evaluation, evaluate, format_table
+from kam.training.evaluate import Evaluation, evaluate, evaluate_scores, format_table
 from kam.training.fit import FitOptions, FitResult, fit_models
-from kam.training.splits import SplitPlan, plan_split
+from kam.training.splits import SplitPlan, TrainingPlan, plan_training
 from kam.training.tracking import data_fingerprint, log_json, use_tracking
 
 TEST_SNAPSHOT = "evaluation/test_snapshot.parquet"
+# The backtest's own scorer (trained on labels closing before the test as_of): the evidence
+# promotion compares, since the deployed refit has seen the test as_of's labels.
+BACKTEST_SCORER = "evaluation/backtest_scorer"
+EVIDENCE_FOLDS = 3
 YEAR = Period(365, "day")
 
 
@@ -40,6 +44,7 @@ class TrainRequest:
     decline: float = 0.5
     activity_window: Period | None = YEAR
     test_as_of: pd.Timestamp | None = None
+    every: Period | None = None  # snapshot spacing; None: weekly under two years, else monthly
     register: bool = True
     features: tuple[str, ...] | None = None  # restrict the model to these features
     options: FitOptions = field(default_factory=FitOptions)
@@ -51,11 +56,13 @@ class TrainOutcome:
 
     run_id: str
     model_version: str | None
-    plan: SplitPlan
-    fit: FitResult
+    plan: SplitPlan  # the backtest's plan; the deployed refit's when no backtest fits
+    fit: FitResult  # the deployed refit
     evaluation: Evaluation
     window_table: pd.DataFrame
     seconds: float
+    training_plan: TrainingPlan | None = None
+    backtest: FitResult | None = None
 
 
 def _event_start(con: Any) -> pd.Timestamp:
@@ -84,20 +91,21 @@ def train_candidate(
     con = connect(request.store_url, read_only=True)
     require_orders(con, request.store_url)
     start, end = _event_start(con), data_end(con)
-    plan = plan_split(
+    training_plan = plan_training(
         start,
         end,
         request.horizon,
         test_as_of=request.test_as_of,
+        every=request.every,
         # with decline 1.0 the prior window does not enter the label: a month of history will do
         min_history=request.horizon if request.decline < 1 else Period(1, "month"),
     )
-    say(plan.describe())
+    say(training_plan.describe())
 
-    say(f"building snapshots at {len(plan.all_as_of)} as_of dates")
+    say(f"building snapshots at {len(training_plan.all_as_of)} as_of dates")
     snapshots = build_snapshots(
         con,
-        plan.all_as_of,
+        training_plan.all_as_of,
         horizon=request.horizon,
         activity_window=request.activity_window,
         decline=request.decline,
@@ -115,23 +123,47 @@ def train_candidate(
     con.disconnect()
 
     options = replace(request.options, horizon_days=request.horizon.approx_days())
-    fit = fit_models(snapshots, plan, names, families, options=options, progress=say)
-    test = snapshots[snapshots["as_of"] == plan.test_as_of]
-    if test.empty:
-        raise ValueError(f"no labelled accounts at the test as_of {plan.test_as_of.date()}")
-    say(f"evaluating on {len(test):,} accounts at {plan.test_as_of.date()}")
-    evaluation = evaluate(fit.scorer, test, seed=request.options.seed)
+    deploy_plan = training_plan.deploy
+    backtest: FitResult | None = None
+    if training_plan.backtest is not None:
+        plan = training_plan.backtest
+        say("backtest: choosing the configuration on out-of-time windows")
+        backtest = fit_models(snapshots, plan, names, families, options=options, progress=say)
+        test = snapshots[snapshots["as_of"] == plan.test_as_of]
+        if test.empty:
+            raise ValueError(f"no labelled accounts at the test as_of {plan.test_as_of.date()}")
+        say(f"evaluating on {len(test):,} accounts at {plan.test_as_of.date()}")
+        evaluation = evaluate(backtest.scorer, test, seed=request.options.seed)
+        say(f"refit on the freshest labels ({len(deploy_plan.train_as_of)} as_of dates)")
+        fit = fit_models(
+            snapshots, deploy_plan, names, families, options=options, progress=say,
+            capacity=backtest.capacity, calibration=backtest.calibration,
+        )
+    else:
+        plan = deploy_plan
+        say("one label window: fitting on every labelled snapshot, evidence from account folds")
+        fit = fit_models(snapshots, deploy_plan, names, families, options=options, progress=say)
+        test = snapshots[snapshots["as_of"] == deploy_plan.train_as_of[-1]]
+        say(f"cross-fitted evaluation on {len(test):,} accounts at {test['as_of'].iloc[0].date()}")
+        scores = _cross_fitted_scores(snapshots, test, fit, names, families, options, say)
+        evaluation = evaluate_scores(scores, test, seed=request.options.seed)
+        evaluation.warnings.append(
+            "no out-of-time test was possible (the history holds one label window): these "
+            f"figures come from {EVIDENCE_FOLDS} account-grouped folds at the latest labelled "
+            "as_of, which share its season with training and flatter the model"
+        )
+    evidence = backtest or fit
     window_table = pd.DataFrame(
         [
             {
                 "window": r.window,
                 "train rows": r.n_train,
                 "valid rows": r.n_valid,
-                "defection logloss": r.defection_logloss[fit.capacity],
+                "defection logloss": r.defection_logloss[evidence.capacity],
                 "value bias %": r.value_bias_pct,
                 **{f"brier {m}": b for m, b in r.brier.items()},
             }
-            for r in fit.folds
+            for r in evidence.folds
         ]
     )
     seconds = time.perf_counter() - started
@@ -143,8 +175,16 @@ def train_candidate(
             "population": "ever"
             if request.activity_window is None
             else f"order in last {request.activity_window}",
-            "test_as_of": str(plan.test_as_of.date()),
-            "train_as_of": [str(plan.train_as_of[0].date()), str(plan.train_as_of[-1].date())],
+            "test_as_of": str(evaluation.as_of.date()),
+            "evaluation": "out-of-time" if backtest is not None else "account-grouped folds",
+            "train_as_of": [
+                str(deploy_plan.train_as_of[0].date()),
+                str(deploy_plan.train_as_of[-1].date()),
+            ],
+            "backtest_train_as_of": None
+            if backtest is None
+            else [str(plan.train_as_of[0].date()), str(plan.train_as_of[-1].date())],
+            "snapshot_every": str(training_plan.every),
             "data_end": str(end.date()),
         }
     )
@@ -156,7 +196,8 @@ def train_candidate(
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.set_tags(
             {
-                "test_as_of": str(plan.test_as_of.date()),
+                "test_as_of": str(evaluation.as_of.date()),
+                "evaluation": fit.scorer.meta["evaluation"],
                 "horizon": str(request.horizon),
                 "decline": str(request.decline),
             }
@@ -166,10 +207,15 @@ def train_candidate(
                 "horizon": str(request.horizon),
                 "decline": request.decline,
                 "population": fit.scorer.meta["population"],
-                "test_as_of": str(plan.test_as_of.date()),
+                "test_as_of": str(evaluation.as_of.date()),
+                "evaluation": fit.scorer.meta["evaluation"],
+                "snapshot_every": str(training_plan.every),
                 "train_as_of_first": str(plan.train_as_of[0].date()),
                 "train_as_of_last": str(plan.train_as_of[-1].date()),
                 "train_rows": int(snapshots["as_of"].isin(plan.train_as_of).sum()),
+                "deploy_train_as_of_first": str(deploy_plan.train_as_of[0].date()),
+                "deploy_train_as_of_last": str(deploy_plan.train_as_of[-1].date()),
+                "deploy_train_rows": int(snapshots["as_of"].isin(deploy_plan.train_as_of).sum()),
                 "capacity": fit.capacity,
                 "calibration": fit.calibration,
                 "defection_trees": fit.scorer.meta["defection_trees"],
@@ -197,7 +243,7 @@ def train_candidate(
         mlflow.log_text(window_table.to_markdown(index=False), "evaluation/windows.md")
         card = report.model_card(
             name=request.model_name,
-            plan_text=plan.describe(),
+            plan_text=training_plan.describe(),
             population=fit.scorer.meta["population"],
             horizon=str(request.horizon),
             decline=request.decline,
@@ -222,6 +268,9 @@ def train_candidate(
             test.to_parquet(snapshot, index=False)
             mlflow.log_artifact(str(snapshot), str(Path(TEST_SNAPSHOT).parent))
             evaluation.predictions.to_parquet(folder / "test_predictions.parquet", index=False)
+            if backtest is not None:
+                saved = backtest.scorer.save(folder / Path(BACKTEST_SCORER).name)
+                mlflow.log_artifacts(str(Path(saved["meta"]).parent), BACKTEST_SCORER)
             mlflow.log_artifact(str(folder / "test_predictions.parquet"), "evaluation")
         info = log_bundle(
             fit.scorer,
@@ -237,4 +286,45 @@ def train_candidate(
         evaluation,
         window_table,
         seconds,
+        training_plan,
+        backtest,
     )
+
+
+def _cross_fitted_scores(
+    snapshots: pd.DataFrame,
+    test: pd.DataFrame,
+    fit: FitResult,
+    names: list[str],
+    families: dict[str, str],
+    options: FitOptions,
+    say: Callable[[str], None],
+) -> pd.DataFrame:
+    """Scores of ``test`` from models that never saw the scored accounts (any as_of).
+
+    With one label window there is no later window to test on; instead the accounts are split
+    into folds, and each fold is scored by the same configuration fitted without them.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    plan = SplitPlan(
+        test_as_of=test["as_of"].iloc[0],
+        train_as_of=tuple(sorted(snapshots["as_of"].unique())),
+        folds=(),
+        horizon=Period(1, "day"),
+    )
+    plan = replace(plan, train_as_of=tuple(d for d in plan.train_as_of if d <= plan.test_as_of))
+    splitter = GroupKFold(n_splits=EVIDENCE_FOLDS, shuffle=True, random_state=options.seed)
+    accounts = test["account_id"].to_numpy()
+    parts = []
+    for k, (_, held) in enumerate(splitter.split(test, groups=accounts)):
+        say(f"evidence fold {k + 1}/{EVIDENCE_FOLDS}")
+        out = set(accounts[held])
+        train = snapshots[~snapshots["account_id"].isin(out)]
+        fold = fit_models(
+            train, plan, names, families, options=options,
+            capacity=fit.capacity, calibration=fit.calibration,
+        )
+        scored = fold.scorer.predict_frame(test.iloc[held]).set_index(test.index[held])
+        parts.append(scored)
+    return pd.concat(parts).loc[test.index].reset_index(drop=True)

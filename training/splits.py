@@ -55,6 +55,107 @@ class SplitError(ValueError):
     """The history is too short for an out-of-time split."""
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A run's two plans: the backtest that is the evidence, the refit that is deployed.
+
+    ``deploy`` pools every labelled snapshot up to ``data_end - horizon`` (its ``test_as_of`` is
+    the end of the data, whose labels are not observed yet). ``backtest`` holds the latest fully
+    labelled as_of out as an out-of-time test; it is None when the history holds one label
+    window only, and then the evidence comes from account-grouped folds.
+    """
+
+    backtest: SplitPlan | None
+    deploy: SplitPlan
+    every: Period
+
+    @property
+    def all_as_of(self) -> list[pd.Timestamp]:
+        dates = set(self.deploy.all_as_of) - {self.deploy.test_as_of}
+        if self.backtest is not None:
+            dates.update(self.backtest.all_as_of)
+        return sorted(dates)
+
+    def describe(self) -> str:
+        deploy = self.deploy.train_as_of
+        refit = (
+            f"deployed model refitted on {len(deploy)} as_of "
+            f"{deploy[0].date()}..{deploy[-1].date()} (every {self.every})"
+        )
+        if self.backtest is None:
+            return (
+                f"no out-of-time test fits (one label window of {self.deploy.horizon}): "
+                f"{refit}; evidence from account-grouped folds"
+            )
+        return f"backtest: {self.backtest.describe()}; {refit}"
+
+
+# Below this much history, monthly snapshots leave too few rows and dates to learn from.
+WEEKLY_BELOW = Period(2, "year")
+
+
+def snapshot_spacing(data_start: pd.Timestamp, data_end: pd.Timestamp) -> Period:
+    """Weekly snapshots for histories under two years, monthly otherwise."""
+    if data_start + WEEKLY_BELOW.offset() > data_end:
+        return Period(1, "week")
+    return Period(1, "month")
+
+
+def plan_training(
+    data_start: pd.Timestamp,
+    data_end: pd.Timestamp,
+    horizon: Period,
+    *,
+    test_as_of: pd.Timestamp | None = None,
+    every: Period | None = None,
+    min_history: Period | None = None,
+) -> TrainingPlan:
+    """Plan the backtest (when one fits) and the refit on the freshest labels.
+
+    Parameters
+    ----------
+    data_start, data_end
+        First and last day of the event history.
+    horizon
+        Label horizon.
+    test_as_of
+        The backtest's test date; default the latest fully labelled one.
+    every
+        Spacing of the snapshots; default from the history's length (:func:`snapshot_spacing`).
+    min_history
+        History needed before the first as_of (see :func:`plan_split`).
+
+    Raises
+    ------
+    SplitError
+        When not even one label window fits, naming the shortest history that would.
+    """
+    every = every or snapshot_spacing(data_start, data_end)
+    end = pd.Timestamp(data_end).normalize()
+    try:
+        deploy = plan_split(
+            data_start, end, horizon, test_as_of=end, every=every, min_history=min_history,
+            labelled_test=False,
+        )
+    except SplitError as err:
+        needed = (min_history or horizon).offset() + horizon.offset()
+        shortest = (pd.Timestamp(data_start) + needed).date()
+        raise SplitError(
+            f"{err}; not even one label window fits. With this horizon ({horizon}) the data "
+            f"must reach {shortest} (history {min_history or horizon} + horizon {horizon}); "
+            "or choose a shorter horizon"
+        ) from err
+    try:
+        backtest = plan_split(
+            data_start, end, horizon, test_as_of=test_as_of, every=every, min_history=min_history
+        )
+    except SplitError:
+        if test_as_of is not None:
+            raise
+        backtest = None
+    return TrainingPlan(backtest, deploy, every)
+
+
 def _dates_back(anchor: pd.Timestamp, earliest: pd.Timestamp, every: Period) -> list[pd.Timestamp]:
     dates, k = [], 0
     while True:
@@ -77,6 +178,7 @@ def plan_split(
     fold_step: Period = Period(3, "month"),
     min_history: Period | None = None,
     min_train: int = 3,
+    labelled_test: bool = True,
 ) -> SplitPlan:
     """Plan the as_of dates of an out-of-time backtest.
 
@@ -97,6 +199,9 @@ def plan_split(
         revenue behind the defection label is fully observed).
     min_train
         Fewest training as_of dates a fold needs to be kept.
+    labelled_test
+        Whether the test as_of's labels must be observed (False for the deployed refit, whose
+        "test" is the end of the data).
 
     Raises
     ------
@@ -104,7 +209,7 @@ def plan_split(
         When the history cannot hold a training window and a test window, naming the dates.
     """
     test = pd.Timestamp(test_as_of or (data_end - horizon.offset())).normalize()
-    if test + horizon.offset() > data_end:
+    if labelled_test and test + horizon.offset() > data_end:
         raise SplitError(
             f"test as_of {test.date()} + horizon {horizon} runs past the end of the data "
             f"({data_end.date()}): its labels are not observed"
