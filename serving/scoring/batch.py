@@ -27,20 +27,20 @@ from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect
 from kam.models.registry import LoadedModel
-from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers, row_drivers
+from kam.models.scorer import SINGLE_ROW_MAX
+from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers
+from kam.serving.decisions.one_row import recommend_row, relationship_stage_one, row_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
     DEFAULT_MAX_ACTIONS,
     days_since_taken,
     recommend,
-    recommend_row,
 )
 from kam.serving.decisions.stages import (
     DEFAULT_TIER_THRESHOLDS,
     assign_tiers,
     relationship_stage,
-    relationship_stage_one,
     tiers_from_cutoffs,
 )
 
@@ -77,10 +77,6 @@ SCORES_SCHEMA: dict[str, str] = {
 SCORE_COLUMNS: tuple[str, ...] = tuple(SCORES_SCHEMA)
 MASTER_COLUMNS = ("name", "industry", "region", "account_manager")
 STAKE_FEATURE = "revenue_365d"
-# Up to this many posted rows, each is explained on plain floats: on one row the vectorised
-# drivers, actions and stages cost 1.4-2.4 ms, nearly all numpy's fixed cost per call, their
-# one-row twins 0.16-0.24 ms (2 cores, the benchmark's model).
-ROW_AT_A_TIME = 8
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
 
 
@@ -537,9 +533,9 @@ def score_matrix(
     """Score validated feature rows (``FeatureSpec.record_matrix``); see :func:`score_features`.
 
     Drivers, actions and stages come from the vectorised functions, or for a batch of at most
-    :data:`ROW_AT_A_TIME` rows (``one_by_one=None``) from their one-row twins: the same rules
-    on plain floats, cheaper where numpy's fixed cost per call would dominate. ``one_by_one``
-    forces either way.
+    :data:`~kam.models.scorer.SINGLE_ROW_MAX` rows (``one_by_one=None``) from their one-row
+    twins (:mod:`kam.serving.decisions.one_row`): the same rules on plain floats, cheaper
+    where numpy's fixed cost per call would dominate. ``one_by_one`` forces either way.
     """
     playbook = playbook or load_playbook()
     phrasebook = phrasebook or load_phrasebook()
@@ -560,7 +556,7 @@ def score_matrix(
     else:
         tiers = np.full(n, None, dtype=object)
     day = pd.Timestamp(as_of).normalize() if as_of is not None else pd.Timestamp.now().normalize()
-    if one_by_one if one_by_one is not None else n <= ROW_AT_A_TIME:
+    if one_by_one if one_by_one is not None else n <= SINGLE_ROW_MAX:
         numeric = [name for name in spec.names if name not in spec.categories]
         columns = [j for j, name in enumerate(spec.names) if name not in spec.categories]
         return [

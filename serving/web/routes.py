@@ -42,6 +42,13 @@ from fastapi.templating import Jinja2Templates
 
 from kam.features.store import connect
 from kam.serving.api.auth import ApiKeys, Role
+from kam.serving.decisions.vocabulary import (
+    CAUSE_LABELS,
+    FAMILY_LABELS,
+    OWNER_LABELS,
+    TECHNIQUE_LABELS,
+    TIERS,
+)
 from kam.serving.scoring.batch import SCORES_TABLE
 from kam.serving.state import ScoreTable, ServingState
 
@@ -85,7 +92,6 @@ STATIC_TYPES = {
     "app.js": "text/javascript; charset=utf-8",
 }
 
-TIERS = ("A", "B", "C")
 # column key -> (heading, default direction when first sorted by it)
 SORTS: dict[str, tuple[str, str]] = {
     "account": ("Account", "asc"),
@@ -100,39 +106,6 @@ SORTS: dict[str, tuple[str, str]] = {
 }
 DEFAULT_SORT = "value_at_risk"
 
-FAMILY_LABELS = {
-    "spend": "Spend",
-    "rhythm": "Order rhythm",
-    "breadth": "Product breadth",
-    "price": "Price and margin",
-    "relationship": "Relationship",
-    "service": "Service and complaints",
-    "supply": "Supply and delivery",
-    "account": "Account profile",
-    "season": "Season",
-}
-CAUSE_LABELS = {
-    "competitor_price": "a competitor wins on price or offer",
-    "unmet_needs": "product or supply no longer meets needs",
-    "unresolved_complaints": "complaints not resolved in time",
-    "relationship": "thin relationship (single-threaded, no senior contact)",
-}
-TECHNIQUE_LABELS = {
-    "build_relationship_network": "Build a strong relationship network",
-    "raise_relationship_level": "Raise the relationship level",
-    "influence_purchasing_standard": "Influence the purchasing standard",
-    "guarantee_product_quality": "Guarantee product quality",
-    "raise_service_level": "Raise the service level",
-    "guarantee_priority_supply": "Guarantee priority supply",
-    "keep_communication_open": "Keep communication channels open",
-    "differentiated_service": "Differentiated service by tier",
-}
-OWNER_LABELS = {
-    "AR": "account responsible",
-    "SR": "solution responsible",
-    "FR": "fulfilment responsible",
-    "executive sponsor": "executive sponsor",
-}
 # The quadrants managers sort accounts into, by risk and value.
 QUADRANTS = {
     "rescue": "high risk, high value: act now",
