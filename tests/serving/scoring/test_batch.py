@@ -23,16 +23,14 @@ from kam.serving.decisions.stages import (
     tier_cutoffs,
 )
 from kam.serving.scoring.batch import (
-    SCORE_COLUMNS,
     export_scores,
-    read_scores,
     score_accounts,
     score_features,
     score_frame,
     score_matrix,
-    write_scores,
 )
 from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
+from kam.serving.store import SCORE_COLUMNS, read_scores, write_scores
 from tests.world import World, with_gaps
 
 SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
