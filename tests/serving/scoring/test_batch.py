@@ -17,15 +17,13 @@ from kam.serving.decisions.recommend import days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
 from kam.serving.decisions.vocabulary import OWNERS, STAGES
 from kam.serving.scoring.batch import (
-    SCORE_COLUMNS,
     export_scores,
-    read_scores,
     score_accounts,
     score_features,
     score_frame,
-    write_scores,
 )
 from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
+from kam.serving.store import SCORE_COLUMNS, read_scores, write_scores
 from tests.world import World
 
 SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
