@@ -421,7 +421,8 @@ def _batch_child(world: Path) -> dict[str, Any]:
     from kam.features.snapshots import build_snapshots, data_end
     from kam.features.store import connect
     from kam.models.registry import alias_uri, load_model
-    from kam.serving.scoring.batch import label_settings, score_accounts, write_scores
+    from kam.serving.scoring.batch import label_settings, score_accounts
+    from kam.serving.store import write_scores
 
     prepared = json.loads((world / "prepared.json").read_text())
     model = load_model(alias_uri(MODEL_NAME), prepared["tracking"])

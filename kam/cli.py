@@ -274,8 +274,9 @@ def score(
     from kam.models.errors import ModelNotLoadedError
     from kam.models.registry import load_model
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
-    from kam.serving.scoring.batch import export_scores, score_accounts, write_scores
+    from kam.serving.scoring.batch import export_scores, score_accounts
     from kam.serving.settings import ServeSettings
+    from kam.serving.store import write_scores
 
     settings = ServeSettings()
     uri = model_uri or settings.resolved_model_uri

@@ -12,19 +12,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kam.features.store import connect
 from kam.models.errors import ModelNotLoadedError
 from kam.models.registry import LoadedModel, load_model
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.stages import tier_cutoffs
-from kam.serving.scoring.batch import SCORES_TABLE
 from kam.serving.settings import ServeSettings
+from kam.serving.store import ScoresNotLoadedError, read_latest_scores
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ _NUMBERS = (
     "value_at_stake",
     "value_at_risk",
 )
-
-
-class ScoresNotLoadedError(RuntimeError):
-    """The scores table could not be read (no store, no table, or no rows)."""
 
 
 def _texts(frame: pd.DataFrame, column: str) -> list[str | None]:
@@ -241,34 +237,6 @@ class ScoreTable:
         return b"[" + b", ".join(self.bodies[i] for i in positions) + b"]"
 
 
-def read_latest_scores(store_url: str) -> pd.DataFrame:
-    """Each account's rows at its latest as_of, from the store's scores table.
-
-    Raises
-    ------
-    ScoresNotLoadedError
-        When there is no store, no scores table, or the store cannot be read.
-    """
-    try:
-        con = connect(store_url, read_only=True)
-    except Exception as err:  # any backend's own error: the message is what matters here
-        raise ScoresNotLoadedError(f"cannot open the store {store_url}: {err}") from err
-    try:
-        if SCORES_TABLE not in con.list_tables():
-            raise ScoresNotLoadedError(
-                f"the store {store_url} has no {SCORES_TABLE} table: run `kam score`"
-            )
-        table = con.table(SCORES_TABLE)
-        newest = table.as_of.max().over(group_by=table.account_id)
-        return con.execute(table.filter(table.as_of == newest))
-    except ScoresNotLoadedError:
-        raise
-    except Exception as err:  # a table written by an older release, a locked file, ...
-        raise ScoresNotLoadedError(f"cannot read scores from {store_url}: {err}") from err
-    finally:
-        con.disconnect()
-
-
 @dataclass(frozen=True)
 class ServingState:
     """One consistent set of what the routes answer from.
@@ -283,6 +251,11 @@ class ServingState:
         The retention playbook applied to posted feature rows.
     missing
         For each component that could not be loaded (``model``, ``scores``), why.
+
+    Attributes
+    ----------
+    derived
+        What routes build from these scores and keep, by key (the web list's prepared book).
     """
 
     model: LoadedModel | None
@@ -292,6 +265,9 @@ class ServingState:
     model_uri: str
     loaded_at: datetime
     seconds: float = 0.0
+    # Held here rather than in a module, it goes with this state at a reload and is never
+    # shared between apps; not an init field, so ``dataclasses.replace`` starts it empty.
+    derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def ready(self) -> bool:

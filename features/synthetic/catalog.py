@@ -91,6 +91,8 @@ COMPLAINT_CATEGORY_SEVERITY = {
 }
 SEVERITY_WEIGHT = np.array([0.5, 1.0, 1.8, 3.0])
 
+# The causes and owners are serving's words too (serving/decisions/vocabulary.py); features may
+# not import serving, so the copy here is held equal to those by the serving tests.
 CAUSES = ("competitor_price", "unmet_needs", "unresolved_complaints")
 STATES = ("active", "partial", "defected")
 KINDS = ("partial", "full")

@@ -12,12 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kam.serving.decisions.vocabulary import Tier
+
 MAX_BATCH_IDS = 1000
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_FEATURES = 1000
 
-Tier = Literal["A", "B", "C"]
 FeatureValue = float | str | bool | None
 
 

@@ -7,7 +7,8 @@ weighs at least half as much) with the account's own figures, and tied to the de
 cause the feature points to (from the phrasebook).
 
 Everything is computed on arrays for all accounts at once; only the top drivers' phrases are
-formatted row by row, one feature at a time.
+formatted row by row, one feature at a time. The one-account twin on plain floats is
+:func:`kam.serving.decisions.one_row.row_drivers`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from kam.models.feature_spec import FeatureSpec
-from kam.serving.decisions.phrasebook import (
+from kam.serving.decisions.phrasebook import Phrasebook
+from kam.serving.decisions.vocabulary import (
     CAUSES,
-    EVIDENCE,
     EVIDENCE_CODE,
     ROOT_CAUSES,
-    Phrasebook,
+    cause_code,
 )
 
 # Families that shift the baseline risk but give a manager nothing to act on.
@@ -52,7 +53,7 @@ class Drivers:
         Model feature names (``feature_names[code]``).
     family_code, feature_code, cause_code
         Integer codes per slot: family, strongest feature of the family, cause
-        (index into :data:`serving.phrasebook.CAUSES`).
+        (index into :data:`kam.serving.decisions.vocabulary.CAUSES`).
     contribution
         Sum of the family's SHAP contributions, in log-odds of defection.
     phrase
@@ -182,7 +183,7 @@ def compute_drivers(
     -------
     Drivers
     """
-    plan = _plan(spec, phrasebook, tuple(exclude_families))
+    plan = driver_plan(spec, phrasebook, tuple(exclude_families))
     names = plan.names
     contrib = np.asarray(contributions, dtype=float)[:, : len(names)]
     n = len(contrib)
@@ -234,28 +235,64 @@ def compute_drivers(
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What a (feature spec, phrasebook) pair fixes once: families, columns and causes."""
+class DriverPlan:
+    """What a (feature spec, phrasebook) pair fixes once: families, columns and causes.
+
+    Attributes
+    ----------
+    names, families
+        The model's feature names, in column order; the driver families (less the excluded).
+    columns, member
+        Per family, the codes of its features; the same as a (families x features) mask.
+    driving
+        Per feature, whether its family can drive risk.
+    base_cause
+        Per feature, its cause code unless the phrasing that applies says otherwise.
+    conditional
+        The features whose cause depends on the phrasing that applies.
+    fallback
+        Per feature, the cause a symptom takes when the evidence is not clear.
+    family_of, base_causes, fallbacks
+        The same facts as plain Python values, for one row at a time: each feature's driver
+        family code (-1 when not driving), base cause and fallback cause.
+    """
 
     names: tuple[str, ...]
     families: tuple[str, ...]
     columns: tuple[np.ndarray, ...]
     driving: np.ndarray
-    member: np.ndarray  # (families x features) membership
+    member: np.ndarray
     base_cause: np.ndarray
     conditional: tuple[int, ...]
     fallback: np.ndarray
-    # the same facts as plain Python values, for one row at a time
-    family_of: tuple[int, ...]  # each feature's driver family code, -1 when not driving
+    family_of: tuple[int, ...]
     base_causes: tuple[int, ...]
     fallbacks: tuple[int, ...]
 
 
-_PLANS: dict[tuple[int, int, tuple[str, ...]], tuple[FeatureSpec, Phrasebook, _Plan]] = {}
+_PLANS: dict[tuple[int, int, tuple[str, ...]], tuple[FeatureSpec, Phrasebook, DriverPlan]] = {}
 
 
-def _plan(spec: FeatureSpec, phrasebook: Phrasebook, exclude: tuple[str, ...]) -> _Plan:
-    # built once per model and phrasebook: the online path scores one row at a time
+def driver_plan(
+    spec: FeatureSpec, phrasebook: Phrasebook, exclude: tuple[str, ...]
+) -> DriverPlan:
+    """The plan of a feature spec and phrasebook, built once and then reused.
+
+    The online path scores one row at a time, so a few plans are kept.
+
+    Parameters
+    ----------
+    spec
+        The model's feature spec.
+    phrasebook
+        The phrase catalog.
+    exclude
+        Families never reported as drivers.
+
+    Returns
+    -------
+    DriverPlan
+    """
     key = (id(spec), id(phrasebook), exclude)
     hit = _PLANS.get(key)
     if hit is not None and hit[0] is spec and hit[1] is phrasebook:
@@ -267,12 +304,11 @@ def _plan(spec: FeatureSpec, phrasebook: Phrasebook, exclude: tuple[str, ...]) -
     fallback = np.empty(len(names), dtype=np.int64)
     conditional = []
     for j, name in enumerate(names):
-        cause = phrasebook.causes.get(name, "relationship")
-        base[j] = EVIDENCE_CODE if cause == EVIDENCE else CAUSES.index(cause)
+        base[j] = cause_code(phrasebook.causes.get(name, "relationship"))
         fallback[j] = CAUSES.index(phrasebook.otherwise.get(name, "relationship"))
         if any(p.cause for p in phrasebook.phrasings.get(name, ())):
             conditional.append(j)
-    plan = _Plan(
+    plan = DriverPlan(
         names=names,
         families=families,
         columns=tuple(
@@ -302,7 +338,7 @@ _ONE_PASS_ROWS = 256
 
 
 def _strongest_by_family(
-    contrib: np.ndarray, plan: _Plan
+    contrib: np.ndarray, plan: DriverPlan
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per account and family: summed contribution, strongest and runner-up feature (codes,
     -1 when the family has one feature) and their contributions."""
@@ -345,7 +381,7 @@ def _sum_by_cause(
 
 def feature_causes(
     contrib: np.ndarray,
-    plan: _Plan,
+    plan: DriverPlan,
     values: Mapping[str, np.ndarray],
     phrasebook: Phrasebook,
 ) -> np.ndarray:
@@ -393,129 +429,24 @@ def _phrase_slot(
         said = phrasebook.choose(names[code], values, at) >= 0
         at = at[said]
         more = phrasebook.render(names[code], values, at)
-        out[at] = [_join(a, b) for a, b in zip(out[at].tolist(), more.tolist(), strict=True)]
+        out[at] = [
+            join_phrases(a, b) for a, b in zip(out[at].tolist(), more.tolist(), strict=True)
+        ]
     return out
 
 
-def _join(first: str, second: str) -> str:
-    parts = first.split("; ")
-    new = [p for p in second.split("; ") if p not in parts]
-    return "; ".join(parts + new)
-
-
-# ------------------------------------------------------------------------------------------------
-# One account at a time
-# ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RowDriver:
-    """One driver of one account (a slot of :class:`Drivers`, as plain values)."""
-
-    family: int
-    feature: int
-    cause: int
-    contribution: float
-    phrase: str
-
-
-@dataclass(frozen=True)
-class RowDrivers:
-    """The drivers of one account: what :class:`Drivers` holds for one row, without arrays."""
-
-    families: tuple[str, ...]
-    feature_names: tuple[str, ...]
-    slots: tuple[RowDriver, ...]
-    cause_strength: tuple[float, ...]
-
-    def records(self) -> list[dict[str, object]]:
-        """As :meth:`Drivers.records`."""
-        return [
-            {
-                "family": self.families[d.family],
-                "cause": CAUSES[d.cause],
-                "feature": self.feature_names[d.feature],
-                "contribution": round(d.contribution, 4),
-                "phrase": d.phrase,
-            }
-            for d in self.slots
-        ]
-
-
-def row_drivers(
-    contributions: Sequence[float],
-    spec: FeatureSpec,
-    row: Mapping[str, float],
-    phrasebook: Phrasebook,
-    *,
-    top: int = DEFAULT_TOP,
-    exclude_families: Sequence[str] = NOT_ACTIONABLE,
-    min_contribution: float = MIN_CONTRIBUTION,
-) -> RowDrivers:
-    """:func:`compute_drivers` for one account, on plain floats.
-
-    Scoring one posted row, numpy's cost per call outweighs the arithmetic many times over;
-    this applies the same rules in plain Python (the tests hold both equal on real rows).
+def join_phrases(first: str, second: str) -> str:
+    """The strongest feature's phrase followed by the parts of the runner-up's it lacks.
 
     Parameters
     ----------
-    contributions
-        One row of ``Scorer.contributions`` (features, then the bias).
-    spec, phrasebook, top, exclude_families, min_contribution
-        As for :func:`compute_drivers`.
-    row
-        Feature name -> float (NaN = no value), for the phrases' figures.
+    first, second
+        Phrases of the strongest feature and of the runner-up; parts are separated by ``"; "``.
 
     Returns
     -------
-    RowDrivers
+    str
     """
-    plan = _plan(spec, phrasebook, tuple(exclude_families))
-    names = plan.names
-    contrib = [float(c) for c in contributions[: len(names)]]
-    cause_of = list(plan.base_causes)
-    for j in plan.conditional:
-        cause_of[j] = phrasebook.cause_code_one(names[j], row)
-    if EVIDENCE_CODE in cause_of:
-        evidence = [0.0] * len(ROOT_CAUSES)
-        for j, c in enumerate(contrib):
-            cause = cause_of[j]
-            if plan.family_of[j] >= 0 and 0 <= cause < len(ROOT_CAUSES):
-                evidence[cause] += c
-        strongest = max(range(len(evidence)), key=evidence.__getitem__)
-        clear = evidence[strongest] > EVIDENCE_MIN
-        for j, cause in enumerate(cause_of):
-            if cause == EVIDENCE_CODE:
-                cause_of[j] = strongest if clear else plan.fallbacks[j]
-
-    nf = len(plan.families)
-    family_sum = [0.0] * nf
-    best = [-1] * nf  # strongest feature of each family, then the runner-up
-    runner = [-1] * nf
-    for j, c in enumerate(contrib):
-        f = plan.family_of[j]
-        if f < 0:
-            continue
-        family_sum[f] += c
-        b = best[f]
-        if b < 0 or c > contrib[b]:
-            best[f], runner[f] = j, b
-        elif runner[f] < 0 or c > contrib[runner[f]]:
-            runner[f] = j
-
-    slots: list[RowDriver] = []
-    # stable descending order, as numpy's stable argsort of the negated sums
-    for f in sorted(range(nf), key=lambda f: -family_sum[f])[: min(top, nf)]:
-        if not family_sum[f] > min_contribution:
-            break
-        b, r = best[f], runner[f]
-        phrase = phrasebook.render_one(names[b], row)
-        joins = r >= 0 and contrib[r] > 0 and contrib[r] >= SECOND_FEATURE_SHARE * contrib[b]
-        # the runner-up joins only when it says something: a real phrasing, new parts only
-        if joins and phrasebook.choose_one(names[r], row) >= 0:
-            phrase = _join(phrase, phrasebook.render_one(names[r], row))
-        slots.append(RowDriver(f, b, cause_of[b], family_sum[f], phrase))
-
-    strength = [0.0] * len(CAUSES)
-    for j, c in enumerate(contrib):
-        if plan.family_of[j] >= 0 and c > 0:
-            strength[cause_of[j]] += c
-    return RowDrivers(plan.families, names, tuple(slots), tuple(strength))
+    parts = first.split("; ")
+    new = [p for p in second.split("; ") if p not in parts]
+    return "; ".join(parts + new)

@@ -3,23 +3,24 @@
 The phrasings live in one catalog, ``serving/decisions/phrases.yaml``, next to the feature catalog
 (``features/catalog.py``): for every feature, the defection cause it points to and a few
 phrasings chosen by conditions on the account's values. Rendering is vectorised: all accounts
-whose driver is the same feature are phrased in one pass over numpy arrays.
+whose driver is the same feature are phrased in one pass over numpy arrays (for one account on
+plain floats, see :mod:`kam.serving.decisions.one_row`).
 
-The small condition language (``executive_contact_recency_days >= 60``, ``< 0``, ``missing``)
-is shared with the playbook's triggers.
+Phrasings are chosen by the condition language of :mod:`kam.serving.decisions.conditions`
+(``executive_contact_recency_days >= 60``, ``< 0``, ``missing``), shared with the playbook's
+triggers.
 """
 
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import yaml
@@ -33,121 +34,22 @@ from pydantic import (
 )
 
 from kam.features.catalog import CATALOG, by_name
-
-# The defection causes a driver points to: the three root causes of DOMAIN §2 and the
-# relationship aggravators (single-threaded, no senior contact, turnover).
-CAUSES: tuple[str, ...] = (
-    "competitor_price",
-    "unmet_needs",
-    "unresolved_complaints",
-    "relationship",
+from kam.serving.decisions.conditions import Condition
+from kam.serving.decisions.formats import FORMATS, Piece
+from kam.serving.decisions.vocabulary import (
+    EVIDENCE,
+    FAMILIES,
+    Cause,
+    Evidence,
+    cause_code,
 )
-Cause = Literal["competitor_price", "unmet_needs", "unresolved_complaints", "relationship"]
-# The three root causes; "evidence" features (symptoms) take the cause the root evidence shows.
-ROOT_CAUSES: tuple[str, ...] = CAUSES[:3]
-EVIDENCE = "evidence"
-EVIDENCE_CODE = -2
 
 DEFAULT_PHRASES = "phrases.yaml"
-_FAMILIES = {f.family for f in CATALOG}
 _NUMERIC = {f.name for f in CATALOG if f.kind != "category"}
 
 
 class PhrasebookError(ValueError):
     """The phrase catalog is malformed; the message names the feature and the field."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Conditions
-# ------------------------------------------------------------------------------------------------
-# each comparison on arrays (numpy) and on one value (plain Python, much cheaper there)
-_ArrayOp = Callable[[np.ndarray, float], np.ndarray]
-_OPS: dict[str, tuple[_ArrayOp, Callable[[float, float], bool]]] = {
-    ">=": (np.greater_equal, operator.ge),
-    "<=": (np.less_equal, operator.le),
-    "==": (np.equal, operator.eq),
-    "!=": (np.not_equal, operator.ne),
-    ">": (np.greater, operator.gt),
-    "<": (np.less, operator.lt),
-}
-_CONDITION = re.compile(
-    r"^\s*(?:(?P<feature>[a-z_][a-z0-9_]*)\s+)?"
-    r"(?:(?P<missing>missing)|(?P<op>>=|<=|==|!=|>|<)\s*(?P<value>[-+]?\d+(?:\.\d+)?))\s*$"
-)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``feature op value`` (or ``feature missing``) on an account's feature values.
-
-    A comparison is false where the value is missing, so a condition never fires on a feature
-    the account has no data for; ``missing`` is true exactly there.
-    """
-
-    feature: str
-    op: str
-    value: float = math.nan
-
-    @classmethod
-    def parse(cls, text: str, default_feature: str | None = None) -> Condition:
-        """Read ``"executive_contact_recency_days >= 60"``, ``"< 0"`` or ``"missing"``.
-
-        Parameters
-        ----------
-        text
-            The condition.
-        default_feature
-            Feature a condition without a feature name applies to.
-
-        Raises
-        ------
-        ValueError
-            When the text is not a condition or names no feature and has no default; the
-            message shows the accepted forms.
-        """
-        match = _CONDITION.match(str(text))
-        if not match:
-            raise ValueError(
-                f"cannot read condition {text!r}: write '<feature> <op> <number>' "
-                f"(op one of {', '.join(_OPS)}) or '<feature> missing'"
-            )
-        feature = match["feature"] or default_feature
-        if feature is None:
-            raise ValueError(f"condition {text!r} names no feature")
-        if feature not in _NUMERIC:
-            raise ValueError(f"condition {text!r}: {feature!r} is not a numeric catalog feature")
-        if match["missing"]:
-            return cls(feature, "missing")
-        return cls(feature, match["op"], float(match["value"]))
-
-    def holds(self, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-        """Boolean array: where the condition holds (false where the feature is absent)."""
-        column = values.get(self.feature)
-        if column is None:
-            # the feature is not in this data at all (e.g. transactions only): never "missing"
-            # in the sense of an event that did not happen, and no comparison can hold
-            return np.zeros(n, dtype=bool)
-        column = np.asarray(column, dtype=float)
-        if self.op == "missing":
-            return np.isnan(column)
-        if self.op == "!=":  # the one comparison that is true on NaN
-            return (column != self.value) & ~np.isnan(column)
-        return _OPS[self.op][0](column, self.value)
-
-    def holds_one(self, row: Mapping[str, float]) -> bool:
-        """:meth:`holds` for one account: ``row`` maps feature names to floats (NaN = none)."""
-        v = row.get(self.feature)
-        if v is None:
-            return False
-        if self.op == "missing":
-            return math.isnan(v)
-        # Python's comparisons are false on NaN, as numpy's are; "!=" is the exception
-        return _OPS[self.op][1](v, self.value) and not (self.op == "!=" and math.isnan(v))
-
-    def __str__(self) -> str:
-        if self.op == "missing":
-            return f"{self.feature} missing"
-        return f"{self.feature} {self.op} {self.value:g}"
 
 
 class _Rows(Mapping[str, np.ndarray]):
@@ -173,74 +75,7 @@ class _Rows(Mapping[str, np.ndarray]):
         return len(self._values)
 
 
-# ------------------------------------------------------------------------------------------------
-# Formats
-# ------------------------------------------------------------------------------------------------
-def _whole(v: float) -> str:
-    return f"{round(v):,d}"
-
-
-def _money(v: float) -> str:
-    a = abs(v)
-    sign = "-" if v < 0 else ""
-    if a >= 1e6:
-        return f"{sign}{a / 1e6:.1f}m"
-    if a >= 1e4:
-        return f"{sign}{a / 1e3:.0f}k"
-    if a >= 1e3:
-        return f"{sign}{a / 1e3:.1f}k"
-    return f"{sign}{a:.0f}"
-
-
-def _points(v: float) -> str:
-    a = abs(v) * 100
-    return f"{a:.0f}" if a >= 1 else f"{a:.1f}"
-
-
-def _change(v: float) -> str:
-    # symmetric change s = (now - before) / (|now| + |before|); plain change = 2s / (1 - s)
-    if v >= 1:
-        return "from nothing"
-    plain = abs(2 * v / (1 - v)) * 100
-    return f"{plain:,.0f}%"
-
-
-_FORMATS: dict[str, Callable[[float], str]] = {
-    "days": _whole,
-    "count": _whole,
-    "pct": lambda v: f"{v * 100:.0f}%",
-    "points": _points,
-    "change": _change,
-    "money": _money,
-    "ratio": lambda v: f"{v:.1f}",
-    "num": lambda v: f"{v:.1f}",
-    "signed": lambda v: f"{v:+.2f}",
-    "abs": lambda v: f"{abs(v):.2f}",
-    "years": lambda v: f"{v / 365.25:.1f}",
-    "months12": lambda v: f"{round(v * 12):d}",
-}
-FORMATS: tuple[str, ...] = tuple(_FORMATS)
 _PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}:]+))?(?::([^{}]+))?\}")
-
-
-def _noun(count: str, noun: str) -> str:
-    singular, _, plural = noun.partition("|")
-    return f"{count} {singular if count == '1' else (plural or singular + 's')}"
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """A literal text piece, or a placeholder (feature, format, noun)."""
-
-    literal: str = ""
-    feature: str | None = None
-    fmt: str = ""
-    noun: str = ""
-
-    def say(self, value: float) -> str:
-        """The placeholder filled with ``value``."""
-        text = _FORMATS[self.fmt](value)
-        return _noun(text, self.noun) if self.noun else text
 
 
 @dataclass(frozen=True)
@@ -250,7 +85,7 @@ class Phrasing:
 
     text: str
     conditions: tuple[Condition, ...]
-    pieces: tuple[_Piece, ...]
+    pieces: tuple[Piece, ...]
     cause: str | None = None
     uses: tuple[str, ...] = ()
 
@@ -270,35 +105,28 @@ class Phrasing:
             parts.append([piece.say(v) for v in column.tolist()])
         return ["".join(p) for p in zip(*parts, strict=True)] if parts else [""] * len(rows)
 
-    def render_one(self, row: Mapping[str, float]) -> str:
-        """:meth:`render` for one account (``row``: feature name -> float)."""
-        return "".join(
-            piece.literal if piece.feature is None else piece.say(row[piece.feature])
-            for piece in self.pieces
-        )
 
-
-def _compile(feature: str, text: str) -> tuple[_Piece, ...]:
-    pieces: list[_Piece] = []
+def _compile(feature: str, text: str) -> tuple[Piece, ...]:
+    pieces: list[Piece] = []
     at = 0
     for match in _PLACEHOLDER.finditer(text):
         if match.start() > at:
-            pieces.append(_Piece(literal=text[at : match.start()]))
+            pieces.append(Piece(literal=text[at : match.start()]))
         name, fmt, noun = match[1].strip(), (match[2] or "num").strip(), (match[3] or "").strip()
         if name not in _NUMERIC:
             raise PhrasebookError(
                 f"feature {feature!r}: field 'say.text': placeholder {{{match[1]}}} is not a "
                 "numeric feature of the catalog"
             )
-        if fmt not in _FORMATS:
+        if fmt not in FORMATS:
             raise PhrasebookError(
                 f"feature {feature!r}: field 'say.text': unknown format {fmt!r} in "
                 f"{{{match[0][1:-1]}}}; use one of {', '.join(FORMATS)}"
             )
-        pieces.append(_Piece(feature=name, fmt=fmt, noun=noun))
+        pieces.append(Piece(feature=name, fmt=fmt, noun=noun))
         at = match.end()
     if at < len(text):
-        pieces.append(_Piece(literal=text[at:]))
+        pieces.append(Piece(literal=text[at:]))
     return tuple(pieces)
 
 
@@ -309,14 +137,14 @@ class _VariantModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     when: str | list[str] | None = None
-    cause: Cause | Literal["evidence"] | None = None
+    cause: Cause | Evidence | None = None
     text: str = Field(min_length=1)
 
 
 class _EntryModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cause: Cause | Literal["evidence"]
+    cause: Cause | Evidence
     otherwise: Cause | None = None
     say: list[_VariantModel] = Field(min_length=1)
 
@@ -346,7 +174,8 @@ class Phrasebook:
     """The phrase catalog: cause and phrasings per feature.
 
     Use :func:`load_phrasebook` to read one; :meth:`render` phrases many accounts at once and
-    :meth:`cause_codes` says which cause each account's reading of a feature points to.
+    :meth:`cause_codes` says which cause each account's reading of a feature points to. Their
+    one-account twins are in :mod:`kam.serving.decisions.one_row`.
 
     A feature's cause is fixed (``competitor_price``, ...), set by the phrasing that applies
     (e.g. complaints mostly about quality point to unmet needs), or ``evidence``: a symptom
@@ -370,7 +199,23 @@ class Phrasebook:
     def choose(
         self, feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray | None = None
     ) -> np.ndarray:
-        """Index of the phrasing used for each of ``rows`` (-1: the generic description)."""
+        """Which phrasing of ``feature`` each account is said with.
+
+        Parameters
+        ----------
+        feature
+            Catalog feature.
+        values
+            Feature name -> float array over all accounts (NaN = no value).
+        rows
+            Positions of the accounts; all when None.
+
+        Returns
+        -------
+        numpy.ndarray
+            Per row, the index of the first phrasing whose conditions hold and whose
+            placeholders all have values; -1 for the generic description.
+        """
         if rows is None:
             subset: Mapping[str, np.ndarray] = values
             size = len(next(iter(values.values()))) if values else 0
@@ -433,68 +278,57 @@ class Phrasebook:
         return out
 
     def cause_codes(self, feature: str, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
-        """Cause of ``feature`` for each account, as an index into :data:`CAUSES`.
+        """Cause of ``feature`` for each account, as a code of the vocabulary's causes.
+
+        Parameters
+        ----------
+        feature
+            Catalog feature.
+        values
+            Feature name -> float array over the accounts (NaN = no value).
+        n
+            Number of accounts.
 
         Returns
         -------
         numpy.ndarray
-            Integer codes; :data:`EVIDENCE_CODE` where the cause follows the evidence.
+            Integer codes (indices into :data:`kam.serving.decisions.vocabulary.CAUSES`);
+            ``EVIDENCE_CODE`` where the cause follows the evidence.
         """
-        base = self.causes.get(feature, "relationship")
-        code = EVIDENCE_CODE if base == EVIDENCE else CAUSES.index(base)
-        out = np.full(n, code, dtype=np.int64)
+        out = np.full(n, cause_code(self.causes.get(feature, "relationship")), dtype=np.int64)
         phrasings = self.phrasings.get(feature, ())
         if n and any(p.cause for p in phrasings):
             chosen = self.choose(feature, values)
             for k, phrasing in enumerate(phrasings):
                 if phrasing.cause:
-                    out[chosen == k] = (
-                        EVIDENCE_CODE if phrasing.cause == EVIDENCE
-                        else CAUSES.index(phrasing.cause)
-                    )
+                    out[chosen == k] = cause_code(phrasing.cause)
         return out
-
-    # One account at a time: the same rules on a row of floats, without array overhead (the
-    # service scores posted rows one by one; tests hold these equal to the methods above).
-    def choose_one(self, feature: str, row: Mapping[str, float]) -> int:
-        """:meth:`choose` for one account (``row``: feature name -> float, NaN = no value)."""
-        for k, phrasing in enumerate(self.phrasings.get(feature, ())):
-            if any(name not in row for name in phrasing.uses):
-                continue
-            if all(c.holds_one(row) for c in phrasing.conditions) and not any(
-                math.isnan(row[name]) for name in phrasing.uses
-            ):
-                return k
-        return -1
-
-    def render_one(self, feature: str, row: Mapping[str, float]) -> str:
-        """:meth:`render` for one account."""
-        k = self.choose_one(feature, row)
-        if k >= 0:
-            return self.phrasings[feature][k].render_one(row)
-        return _generic_one(feature, row.get(feature))
-
-    def cause_code_one(self, feature: str, row: Mapping[str, float]) -> int:
-        """:meth:`cause_codes` for one account."""
-        phrasings = self.phrasings.get(feature, ())
-        if any(p.cause for p in phrasings):
-            k = self.choose_one(feature, row)
-            cause = phrasings[k].cause if k >= 0 else None
-            if cause:
-                return EVIDENCE_CODE if cause == EVIDENCE else CAUSES.index(cause)
-        base = self.causes.get(feature, "relationship")
-        return EVIDENCE_CODE if base == EVIDENCE else CAUSES.index(base)
 
 
 def _generic(feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:
+    """The catalog's description of ``feature`` at ``rows``: what a feature without a phrasing
+    that applies is said as."""
     column = values.get(feature)
     if column is None:
-        return [_generic_one(feature, None)] * len(rows)
-    return [_generic_one(feature, v) for v in np.asarray(column, dtype=float)[rows].tolist()]
+        return [describe(feature, None)] * len(rows)
+    return [describe(feature, v) for v in np.asarray(column, dtype=float)[rows].tolist()]
 
 
-def _generic_one(feature: str, value: float | None) -> str:
-    """The catalog's description of ``feature``, with the value when there is one."""
+def describe(feature: str, value: float | None) -> str:
+    """The catalog's description of ``feature``, with the value when there is one.
+
+    Parameters
+    ----------
+    feature
+        Catalog feature.
+    value
+        The account's value; None or NaN when it has none.
+
+    Returns
+    -------
+    str
+        E.g. ``"days since the last order: 45"``.
+    """
     description = by_name(feature).description
     return description if value is None or math.isnan(value) else f"{description}: {_plain(value)}"
 
@@ -521,7 +355,7 @@ def _build(data: Any, source: str) -> Phrasebook:
         )
         message = str(first["msg"]).removeprefix("Value error, ")
         raise PhrasebookError(f"phrase catalog {source}: {where}: {message}") from None
-    unknown = sorted(set(model.family_causes) - _FAMILIES)
+    unknown = sorted(set(model.family_causes) - set(FAMILIES))
     if unknown:
         raise PhrasebookError(f"phrase catalog {source}: unknown families {unknown}")
     causes: dict[str, str] = {

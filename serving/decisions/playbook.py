@@ -12,31 +12,16 @@ from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kam.features.catalog import CATALOG
-from kam.serving.decisions.phrasebook import Cause, Condition
+from kam.serving.decisions.conditions import Condition
+from kam.serving.decisions.vocabulary import FAMILIES, Cause, Owner, Technique, Tier
 
 DEFAULT_PLAYBOOK = "playbook.yaml"
-Owner = Literal["AR", "SR", "FR", "executive sponsor"]
-# The seven retention techniques of key-account management, plus differentiated service by tier.
-Technique = Literal[
-    "build_relationship_network",
-    "raise_relationship_level",
-    "influence_purchasing_standard",
-    "guarantee_product_quality",
-    "raise_service_level",
-    "guarantee_priority_supply",
-    "keep_communication_open",
-    "differentiated_service",
-]
-OWNERS: tuple[str, ...] = get_args(Owner)
-TECHNIQUES: tuple[str, ...] = get_args(Technique)
-Tier = Literal["A", "B", "C"]
-_FAMILIES = {f.family for f in CATALOG}
 _FEATURES = {f.name for f in CATALOG}
 
 
@@ -69,9 +54,9 @@ class Trigger(BaseModel):
     @field_validator("families")
     @classmethod
     def _known_families(cls, value: list[str]) -> list[str]:
-        unknown = [f for f in value if f not in _FAMILIES]
+        unknown = [f for f in value if f not in FAMILIES]
         if unknown:
-            raise ValueError(f"unknown families {unknown}; use {sorted(_FAMILIES)}")
+            raise ValueError(f"unknown families {unknown}; use {sorted(FAMILIES)}")
         return value
 
     @field_validator("features")

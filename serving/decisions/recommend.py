@@ -13,14 +13,13 @@ three are kept per account, ranked by
 
 Each carries its owner, a due date (as_of + due_in_days) and the reason in the account's own
 figures: the phrase of the driver that triggered it. Matching is done for all accounts at once
-on arrays, one playbook action at a time.
+on arrays, one playbook action at a time; the one-account twin on plain values is
+:func:`kam.serving.decisions.one_row.recommend_row`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kam.serving.decisions.drivers import Drivers, RowDrivers
-from kam.serving.decisions.phrasebook import CAUSES, Condition, Phrasebook
+from kam.serving.decisions.conditions import Condition
+from kam.serving.decisions.drivers import Drivers
+from kam.serving.decisions.phrasebook import Phrasebook
 from kam.serving.decisions.playbook import Playbook
+from kam.serving.decisions.vocabulary import CAUSES, TIERS
 
 DEFAULT_MAX_ACTIONS = 3
 
@@ -179,7 +180,7 @@ def recommend(
     contribution = np.where(slot_ok, drivers.contribution, -np.inf)
     rows = np.arange(n)
 
-    plan = _plan(playbook, drivers.families, drivers.feature_names)
+    plan = action_plan(playbook, drivers.families, drivers.feature_names)
     # (accounts x actions) eligibility: tier, feature conditions, cool-down
     eligible = plan.tier_ok[:, _tier_codes(tiers)].T.copy()
     for condition, users in plan.conditions:
@@ -241,40 +242,77 @@ def recommend(
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What a playbook fixes for a given driver vocabulary, as (actions x ...) arrays."""
+class ActionPlan:
+    """What a playbook fixes for a given driver vocabulary, as (actions x ...) arrays.
 
-    tier_ok: np.ndarray  # (actions, 4): tiers A, B, C and unknown
-    family_ok: np.ndarray  # (actions, families + 1): padded with False for empty slots
-    feature_ok: np.ndarray  # (actions, features + 1)
-    cause_ok: np.ndarray  # (actions, causes + 1)
+    Attributes
+    ----------
+    tier_ok
+        (actions x tiers + 1): whether the action applies to each tier (:data:`TIER_CODE`),
+        then to an unknown tier (always).
+    family_ok, feature_ok, cause_ok
+        (actions x codes + 1): whether a driver of each family, feature or cause triggers the
+        action; the last column, for an empty driver slot, is False.
+    needs_driver
+        Per action, whether a matching driver is required.
+    conditions
+        Each distinct trigger condition with the actions that use it.
+    cool_down, cause_index, due_in
+        Per action: cool-down days, code of the cause it addresses, days until due.
+    families_of, features_of, causes_of
+        Per action, as plain Python values for one row at a time: the driver family, feature
+        and cause codes that trigger it.
+    """
+
+    tier_ok: np.ndarray
+    family_ok: np.ndarray
+    feature_ok: np.ndarray
+    cause_ok: np.ndarray
     needs_driver: np.ndarray
-    conditions: tuple[tuple[Condition, np.ndarray], ...]  # each distinct condition, its actions
+    conditions: tuple[tuple[Condition, np.ndarray], ...]
     cool_down: np.ndarray
     cause_index: np.ndarray
     due_in: np.ndarray
-    # per action, as plain Python values for one row at a time: the driver family, feature and
-    # cause codes that trigger it
     families_of: tuple[frozenset[int], ...]
     features_of: tuple[frozenset[int], ...]
     causes_of: tuple[frozenset[int], ...]
 
 
-_TIER_CODE = {"A": 0, "B": 1, "C": 2}
-_PLANS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Playbook, _Plan]] = {}
+# Tier codes, the columns of ActionPlan.tier_ok; a missing or unknown tier has the last one.
+TIER_CODE: dict[str, int] = {t: i for i, t in enumerate(TIERS)}
+UNKNOWN_TIER = len(TIERS)
+_PLANS: dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[Playbook, ActionPlan]] = {}
 
 
-def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ...]) -> _Plan:
-    # built once per playbook and model: the online path recommends for one row at a time
+def action_plan(
+    playbook: Playbook, families: tuple[str, ...], features: tuple[str, ...]
+) -> ActionPlan:
+    """The plan of a playbook for a model's driver families and features, built once.
+
+    The online path recommends for one row at a time, so what depends only on the playbook and
+    the model is kept (a few plans at most).
+
+    Parameters
+    ----------
+    playbook
+        The retention playbook.
+    families, features
+        The driver families and feature names the drivers' codes index
+        (:attr:`Drivers.families`, :attr:`Drivers.feature_names`).
+
+    Returns
+    -------
+    ActionPlan
+    """
     key = (id(playbook), tuple(families), tuple(features))
     hit = _PLANS.get(key)
     if hit is not None and hit[0] is playbook:
         return hit[1]
     actions = playbook.actions
-    tier_ok = np.zeros((len(actions), 4), dtype=bool)
-    tier_ok[:, 3] = True  # an unknown tier lets every action apply
+    tier_ok = np.zeros((len(actions), UNKNOWN_TIER + 1), dtype=bool)
+    tier_ok[:, UNKNOWN_TIER] = True  # an unknown tier lets every action apply
     for a, action in enumerate(actions):
-        tier_ok[a, [_TIER_CODE[t] for t in action.tiers]] = True
+        tier_ok[a, [TIER_CODE[t] for t in action.tiers]] = True
 
     def padded(names: tuple[str, ...], wanted: list[str]) -> np.ndarray:
         return np.append(np.isin(np.array(names, dtype=object), wanted), False)
@@ -283,7 +321,7 @@ def _plan(playbook: Playbook, families: tuple[str, ...], features: tuple[str, ..
     for a, action in enumerate(actions):
         for condition in action.trigger.conditions:
             users.setdefault(condition, []).append(a)
-    plan = _Plan(
+    plan = ActionPlan(
         tier_ok=tier_ok,
         family_ok=np.array([padded(families, a.trigger.families) for a in actions]),
         feature_ok=np.array([padded(features, a.trigger.features) for a in actions]),
@@ -308,7 +346,7 @@ def _codes(names: tuple[str, ...], wanted: list[list[str]]) -> tuple[frozenset[i
 
 
 def _tier_codes(tiers: np.ndarray) -> np.ndarray:
-    return np.array([_TIER_CODE.get(t, 3) for t in tiers.tolist()], dtype=np.int64)
+    return np.array([TIER_CODE.get(t, UNKNOWN_TIER) for t in tiers.tolist()], dtype=np.int64)
 
 
 def _days(as_of: Any, n: int) -> np.ndarray:
@@ -365,83 +403,4 @@ def days_since_taken(
     last_day = pd.to_datetime(frame["last"]).dt.normalize()
     days = (day - last_day).dt.days.to_numpy(dtype=float)
     out[rows[keep], cols[keep]] = days[keep]
-    return out
-
-
-def recommend_row(
-    playbook: Playbook,
-    drivers: RowDrivers,
-    row: Mapping[str, float],
-    tier: str | None,
-    as_of: dt.date,
-    phrasebook: Phrasebook,
-    *,
-    max_actions: int = DEFAULT_MAX_ACTIONS,
-) -> list[dict[str, Any]]:
-    """:func:`recommend` for one account without history, on plain values.
-
-    The same matching and ranking (the tests hold both equal on real rows); returns what
-    :meth:`Recommendations.records` gives for the account.
-
-    Parameters
-    ----------
-    playbook, phrasebook, max_actions
-        As for :func:`recommend`.
-    drivers
-        The account's drivers (:func:`kam.serving.decisions.drivers.row_drivers`).
-    row
-        Feature name -> float (NaN = no value), for the trigger conditions and the reasons.
-    tier
-        The account's tier; None lets every tier's actions apply.
-    as_of
-        Scoring date; due dates count from it.
-    """
-    plan = _plan(playbook, drivers.families, drivers.feature_names)
-    tier_code = _TIER_CODE.get(tier, 3)  # type: ignore[arg-type]
-    holds = {c: c.holds_one(row) for c, _ in plan.conditions if c.feature in row}
-    ranked: list[tuple[float, float, int, int]] = []
-    for a, action in enumerate(playbook.actions):
-        if not plan.tier_ok[a, tier_code]:
-            continue
-        if not all(holds.get(c, True) for c in action.trigger.conditions):
-            continue
-        # the strongest of the account's drivers that triggers the action (first on ties)
-        slot, best = -1, -math.inf
-        for s, d in enumerate(drivers.slots):
-            if (
-                d.family in plan.families_of[a]
-                or d.feature in plan.features_of[a]
-                or d.cause in plan.causes_of[a]
-            ) and d.contribution > best:
-                slot, best = s, d.contribution
-        needs = action.trigger.needs_driver
-        if needs and slot < 0:
-            continue
-        score = best if needs else 0.0
-        # conditions alone: the top driver, if any, is the reason
-        reason_slot = slot if needs else (0 if drivers.slots else -1)
-        primary = drivers.cause_strength[plan.cause_index[a]]
-        ranked.append((-primary, -score, a, reason_slot))
-    out: list[dict[str, Any]] = []
-    for _, _, a, reason_slot in sorted(ranked)[:max_actions]:
-        action = playbook.actions[a]
-        if reason_slot >= 0:
-            reason = drivers.slots[reason_slot].phrase
-        else:
-            conditions = action.trigger.conditions
-            if conditions and conditions[0].feature in row:
-                reason = phrasebook.render_one(conditions[0].feature, row)
-            else:
-                reason = f"tier {tier or '?'} account"
-        out.append(
-            {
-                "action_id": action.id,
-                "title": action.title,
-                "technique": action.technique,
-                "owner": action.owner,
-                "due_date": (as_of + dt.timedelta(days=action.due_in_days)).isoformat(),
-                "reason": reason,
-                "cause": action.cause,
-            }
-        )
     return out

@@ -6,25 +6,17 @@ rest tier C (thresholds are arguments; the caller takes them from settings).
 
 The relationship stage is a documented heuristic on what the data shows of the relationship
 model's stages (exploratory, basic, co-operative, interdependent, integrated, disintegrating):
-see :func:`relationship_stage`.
+see :func:`relationship_stage` (and its one-account twin,
+:func:`kam.serving.decisions.one_row.relationship_stage_one`). The tier and stage names are
+those of :mod:`kam.serving.decisions.vocabulary`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
-TIERS: tuple[str, ...] = ("A", "B", "C")
-STAGES: tuple[str, ...] = (
-    "exploratory",
-    "basic",
-    "co-operative",
-    "interdependent",
-    "integrated",
-    "disintegrating",
-)
 DEFAULT_TIER_THRESHOLDS = (0.7, 0.9)
 
 # Stage thresholds. Symmetric changes (-1..1): -1/3 is a plain fall of 50%, -0.2 one of 33%.
@@ -121,7 +113,7 @@ def relationship_stage(values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        Object array of stage names (see :data:`STAGES`).
+        Object array of stage names (see :data:`kam.serving.decisions.vocabulary.STAGES`).
     """
 
     def col(name: str) -> np.ndarray:
@@ -161,36 +153,3 @@ def relationship_stage(values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     stage = np.where(young, "exploratory", stage)
     stage = np.where(eroding, "disintegrating", stage)
     return stage.astype(object)
-
-
-def relationship_stage_one(row: Mapping[str, float]) -> str:
-    """:func:`relationship_stage` for one account (``row``: feature name -> float, NaN = none).
-
-    The same rules in the same order; a comparison with a missing value is false, as there.
-    """
-    nan = math.nan
-    tenure = row.get("tenure_days", nan)
-    eroding = (
-        row.get("revenue_yoy_90d", nan) <= ERODING_QUARTER
-        and row.get("revenue_change_365d", nan) <= ERODING_YEAR
-    ) or row.get("overdue_ratio", nan) >= STOPPED_OVERDUE
-    if eroding:
-        return "disintegrating"
-    if tenure < YEAR_DAYS:
-        return "exploratory"
-    roles = row.get("contact_roles_180d", nan)
-    if not math.isnan(roles):
-        executive = row.get("executive_contact_recency_days", nan)
-        if roles >= 5 and executive <= 90 and tenure >= 3 * YEAR_DAYS:
-            return "integrated"
-        if roles >= 3 and executive <= 180 and tenure >= 2 * YEAR_DAYS:
-            return "interdependent"
-        if roles >= 2 or row.get("contacts_180d", nan) >= 3:
-            return "co-operative"
-        return "basic"
-    months = row.get("active_months_share_12m", nan)
-    if tenure >= 3 * YEAR_DAYS and months >= 0.75 and row.get("categories_365d", nan) >= 3:
-        return "interdependent"
-    if tenure >= 2 * YEAR_DAYS and months >= 0.5:
-        return "co-operative"
-    return "basic"

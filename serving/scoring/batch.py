@@ -2,10 +2,10 @@
 
 ``score_accounts`` scores every active account of the store at an as_of (features from the
 same point-in-time snapshot code as training) and returns one row per account with exactly the
-columns of the store's ``scores`` table (:data:`SCORE_COLUMNS`); ``write_scores`` keeps one
-set of rows per as_of in that table, so earlier scores stay for the account's history;
-``export_scores`` writes a file. ``score_features`` scores posted feature rows without the store
-(the online path: numpy only, no pandas).
+columns of the store's ``scores`` table (:data:`kam.serving.store.SCORE_COLUMNS`);
+:func:`kam.serving.store.write_scores` keeps one set of rows per as_of in that table, so earlier
+scores stay for the account's history; ``export_scores`` writes a file. ``score_features``
+scores posted feature rows without the store (the online path: numpy only, no pandas).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,62 +25,26 @@ import pandas as pd
 from kam.features.catalog import CATALOG
 from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end
-from kam.features.store import connect
 from kam.models.registry import LoadedModel
-from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers, row_drivers
+from kam.models.scorer import SINGLE_ROW_MAX
+from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers
+from kam.serving.decisions.one_row import recommend_row, relationship_stage_one, row_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
     DEFAULT_MAX_ACTIONS,
     days_since_taken,
     recommend,
-    recommend_row,
 )
 from kam.serving.decisions.stages import (
     DEFAULT_TIER_THRESHOLDS,
     assign_tiers,
     relationship_stage,
-    relationship_stage_one,
     tiers_from_cutoffs,
 )
+from kam.serving.store import MASTER_COLUMNS, SCORE_COLUMNS, read_master
 
-SCORES_TABLE = "scores"
-# The scores table, in column order, with its store types (the API and the web page read it).
-SCORES_SCHEMA: dict[str, str] = {
-    "account_id": "VARCHAR",
-    "as_of": "DATE",
-    "name": "VARCHAR",
-    "industry": "VARCHAR",
-    "region": "VARCHAR",
-    "account_manager": "VARCHAR",
-    "defection_probability": "DOUBLE",
-    "value": "DOUBLE",
-    "value_low": "DOUBLE",
-    "value_high": "DOUBLE",
-    "value_at_stake": "DOUBLE",
-    "value_at_risk": "DOUBLE",
-    "tier": "VARCHAR",
-    "relationship_stage": "VARCHAR",
-    "rank": "BIGINT",
-    "top_driver": "VARCHAR",
-    "top_driver_cause": "VARCHAR",
-    "drivers": "VARCHAR",
-    "first_action": "VARCHAR",
-    "first_action_owner": "VARCHAR",
-    "first_action_due": "DATE",
-    "actions": "VARCHAR",
-    "model_name": "VARCHAR",
-    "model_version": "VARCHAR",
-    "playbook_version": "VARCHAR",
-    "scored_at": "TIMESTAMP",
-}
-SCORE_COLUMNS: tuple[str, ...] = tuple(SCORES_SCHEMA)
-MASTER_COLUMNS = ("name", "industry", "region", "account_manager")
 STAKE_FEATURE = "revenue_365d"
-# Up to this many posted rows, each is explained on plain floats: on one row the vectorised
-# drivers, actions and stages cost 1.4-2.4 ms, nearly all numpy's fixed cost per call, their
-# one-row twins 0.16-0.24 ms (2 cores, the benchmark's model).
-ROW_AT_A_TIME = 8
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
 
 
@@ -174,7 +138,7 @@ def score_accounts(
     snapshot = build_snapshots(con, [day], horizon=period, activity_window=window, decline=cut)
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
-    accounts = _master(con)
+    accounts = read_master(con)
     built = time.perf_counter()
     scores = score_frame(
         snapshot,
@@ -328,14 +292,6 @@ def score_frame(
     return frame.iloc[order].reset_index(drop=True)[list(SCORE_COLUMNS)]
 
 
-def _master(con: Any) -> pd.DataFrame | None:
-    if "accounts" not in con.list_tables():
-        return None
-    table = con.table("accounts")
-    columns = ["account_id", *(c for c in MASTER_COLUMNS if c in table.columns)]
-    return con.execute(table.select(*columns))
-
-
 def _master_columns(
     ids: np.ndarray, accounts: pd.DataFrame | None, snapshot: pd.DataFrame
 ) -> dict[str, np.ndarray]:
@@ -359,89 +315,6 @@ def _master_columns(
         values[pd.isna(values)] = None
         out[column] = values
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# The scores table
-# ------------------------------------------------------------------------------------------------
-def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
-    """Store ``frame`` in the ``scores`` table, replacing the rows of its as_of dates.
-
-    Rows of other as_of dates stay, so the table holds each account's score history.
-
-    Parameters
-    ----------
-    con_or_url
-        Ibis connection to the store, or its URL (``duckdb:///path``).
-    frame
-        Rows from :func:`score_accounts` (columns :data:`SCORE_COLUMNS`).
-
-    Returns
-    -------
-    int
-        Rows written.
-    """
-    missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"scores frame lacks columns {missing}")
-    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
-    rows = frame[list(SCORE_COLUMNS)].copy()
-    days = sorted({pd.Timestamp(d).date() for d in rows["as_of"].dropna()})
-    raw = getattr(con, "con", None)
-    if getattr(con, "name", "") == "duckdb" and raw is not None:
-        _write_duckdb(raw, rows, days)
-    else:  # any other Ibis backend: rewrite the table without the replaced as_of rows
-        kept = None
-        if SCORES_TABLE in con.list_tables():
-            old = con.table(SCORES_TABLE)
-            kept = con.execute(old.filter(~old.as_of.cast("date").isin(days)))
-        combined = rows if kept is None or kept.empty else pd.concat([kept, rows])
-        con.create_table(SCORES_TABLE, combined.reset_index(drop=True), overwrite=True)
-    return len(rows)
-
-
-def _write_duckdb(raw: Any, rows: pd.DataFrame, days: Sequence[Any]) -> None:
-    columns = ", ".join(f'"{c}" {t}' for c, t in SCORES_SCHEMA.items())
-    selected = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in SCORES_SCHEMA.items())
-    raw.execute(f"CREATE TABLE IF NOT EXISTS {SCORES_TABLE} ({columns})")
-    raw.register("_kam_new_scores", rows)
-    try:
-        raw.execute("BEGIN TRANSACTION")
-        try:
-            if days:
-                raw.execute(
-                    f"DELETE FROM {SCORES_TABLE} WHERE as_of IN ({', '.join('?' for _ in days)})",
-                    list(days),
-                )
-            raw.execute(f"INSERT INTO {SCORES_TABLE} SELECT {selected} FROM _kam_new_scores")
-            raw.execute("COMMIT")
-        except Exception:
-            raw.execute("ROLLBACK")
-            raise
-    finally:
-        raw.unregister("_kam_new_scores")
-
-
-def read_scores(con_or_url: Any, *, as_of: Any = None) -> pd.DataFrame:
-    """The stored scores of one as_of (the latest when None), sorted by rank.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`SCORE_COLUMNS`; empty when nothing is stored.
-    """
-    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
-    if SCORES_TABLE not in con.list_tables():
-        return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    table = con.table(SCORES_TABLE)
-    if as_of is None:
-        latest = table.as_of.max().to_pandas()
-        if latest is None or pd.isna(latest):
-            return pd.DataFrame(columns=list(SCORE_COLUMNS))
-        as_of = latest
-    day = pd.Timestamp(as_of).date()
-    frame = con.execute(table.filter(table.as_of.cast("date") == day).order_by("rank"))
-    return frame[list(SCORE_COLUMNS)]
 
 
 def export_scores(frame: pd.DataFrame, path: Path | str) -> Path:
@@ -537,9 +410,9 @@ def score_matrix(
     """Score validated feature rows (``FeatureSpec.record_matrix``); see :func:`score_features`.
 
     Drivers, actions and stages come from the vectorised functions, or for a batch of at most
-    :data:`ROW_AT_A_TIME` rows (``one_by_one=None``) from their one-row twins: the same rules
-    on plain floats, cheaper where numpy's fixed cost per call would dominate. ``one_by_one``
-    forces either way.
+    :data:`~kam.models.scorer.SINGLE_ROW_MAX` rows (``one_by_one=None``) from their one-row
+    twins (:mod:`kam.serving.decisions.one_row`): the same rules on plain floats, cheaper
+    where numpy's fixed cost per call would dominate. ``one_by_one`` forces either way.
     """
     playbook = playbook or load_playbook()
     phrasebook = phrasebook or load_phrasebook()
@@ -560,7 +433,7 @@ def score_matrix(
     else:
         tiers = np.full(n, None, dtype=object)
     day = pd.Timestamp(as_of).normalize() if as_of is not None else pd.Timestamp.now().normalize()
-    if one_by_one if one_by_one is not None else n <= ROW_AT_A_TIME:
+    if one_by_one if one_by_one is not None else n <= SINGLE_ROW_MAX:
         numeric = [name for name in spec.names if name not in spec.categories]
         columns = [j for j, name in enumerate(spec.names) if name not in spec.categories]
         return [

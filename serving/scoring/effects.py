@@ -36,6 +36,7 @@ from kam.features.periods import Period
 from kam.features.snapshots import AsOf, as_of_range, build_snapshots, data_end
 from kam.models.scorer import Scorer
 from kam.serving.decisions.stages import STOPPED_OVERDUE
+from kam.serving.store import earliest, read_action_history
 
 TREATMENT_WINDOW_DAYS = 30
 WASHOUT_DAYS = 180
@@ -81,8 +82,8 @@ def effect_dates(con: Any, horizon: Period | str, *, every: str = "1mo") -> list
     """
     horizon = Period.parse(horizon)
     end = data_end(con) - horizon.offset()
-    first = con.table("actions").taken_at.min().to_pandas()
-    first_order = con.table("orders").order_date.min().to_pandas()
+    first = earliest(con, "actions", "taken_at")
+    first_order = earliest(con, "orders", "order_date")
     if first is None or pd.isna(first) or first_order is None or pd.isna(first_order):
         return []
     start = max(
@@ -139,10 +140,8 @@ def estimate_effects(
         treated's risk mix), ``effect`` = their difference (negative: fewer defections), its
         interval, ``supported`` and a one-line ``summary``.
     """
-    if "actions" not in con.list_tables():
-        return pd.DataFrame(columns=list(EFFECT_COLUMNS))
-    history = con.execute(con.table("actions").select("account_id", "taken_at", "action"))
-    if history.empty:
+    history = read_action_history(con)
+    if history is None or history.empty:
         return pd.DataFrame(columns=list(EFFECT_COLUMNS))
     if snapshots is None:
         dates = list(as_of) if as_of is not None else effect_dates(con, horizon)

@@ -1,1 +1,1 @@
-"""The managers' page: routes, query parsing, charts, formats, export, templates."""
+"""The managers' page: routes, query parsing, charts, formats, export, sign-in, templates."""

@@ -38,9 +38,10 @@ from kam.serving.api.app import (
 from kam.serving.api.auth import KeyFileError, Role, load_keys, read_keys_file
 from kam.serving.api.schemas import MAX_BATCH_IDS, MAX_PAGE, AccountScore, AtRiskPage
 from kam.serving.api.server import UnsafeBindError, check_binding, is_loopback
-from kam.serving.scoring.batch import label_settings, score_accounts, write_scores
+from kam.serving.scoring.batch import label_settings, score_accounts
 from kam.serving.settings import ServeSettings
 from kam.serving.state import ScoresNotLoadedError, ScoreTable
+from kam.serving.store import write_scores
 from kam.training.promote import promote
 from tests.world import build_world
 

@@ -16,13 +16,7 @@ from kam.features.synthetic.catalog import ACTION_TYPES
 from kam.models.feature_spec import FeatureSpec
 from kam.serving.decisions.drivers import compute_drivers
 from kam.serving.decisions.phrasebook import load_phrasebook
-from kam.serving.decisions.playbook import (
-    OWNERS,
-    TECHNIQUES,
-    PlaybookError,
-    load_playbook,
-    parse_playbook,
-)
+from kam.serving.decisions.playbook import PlaybookError, load_playbook, parse_playbook
 from kam.serving.decisions.recommend import days_since_taken, recommend
 from kam.serving.decisions.stages import (
     assign_tiers,
@@ -30,6 +24,7 @@ from kam.serving.decisions.stages import (
     tier_cutoffs,
     tiers_from_cutoffs,
 )
+from kam.serving.decisions.vocabulary import OWNERS, TECHNIQUES
 
 PHRASES = load_phrasebook()
 PLAYBOOK = load_playbook()

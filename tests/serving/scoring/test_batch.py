@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import shutil
 
@@ -13,27 +12,19 @@ import pytest
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect
 from kam.models.errors import FeatureRowError
-from kam.serving.decisions.playbook import OWNERS, load_playbook
+from kam.serving.decisions.playbook import load_playbook
 from kam.serving.decisions.recommend import days_since_taken
-from kam.serving.decisions.stages import (
-    STAGES,
-    assign_tiers,
-    relationship_stage,
-    relationship_stage_one,
-    tier_cutoffs,
-)
+from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
+from kam.serving.decisions.vocabulary import OWNERS, STAGES
 from kam.serving.scoring.batch import (
-    SCORE_COLUMNS,
     export_scores,
-    read_scores,
     score_accounts,
     score_features,
     score_frame,
-    score_matrix,
-    write_scores,
 )
 from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
-from tests.world import World, with_gaps
+from kam.serving.store import SCORE_COLUMNS, read_scores, write_scores
+from tests.world import World
 
 SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
 PLAYBOOK = load_playbook()
@@ -210,58 +201,6 @@ def test_online_scoring_matches_the_batch(batch: dict) -> None:
         assert result["drivers"] == json.loads(row["drivers"])
         assert result["actions"] == json.loads(row["actions"])
         assert result["first_action"] == (row["first_action"] if result["actions"] else None)
-
-
-@pytest.mark.parametrize("gaps", [0.0, 0.3], ids=["real rows", "30% of figures missing"])
-def test_one_row_twins_score_like_the_vectorised_path(batch: dict, gaps: float) -> None:
-    """Small batches are explained row by row on plain floats: the same results, exactly."""
-    model, frame, snapshot = batch["model"], batch["frame"], batch["snapshot"]
-    x = model.scorer.spec.matrix(snapshot)
-    if gaps:
-        x = with_gaps(x, gaps, seed=5)
-    cutoffs = tier_cutoffs(frame["value"].to_numpy(), frame["tier"].to_numpy())
-    for tiers in (cutoffs, None):
-        options = {"as_of": batch["end"], "tier_cutoffs": tiers, "playbook": PLAYBOOK}
-        vectorised = score_matrix(model, x, one_by_one=False, **options)
-        one_by_one = score_matrix(model, x, one_by_one=True, **options)
-        assert _nan_as_none(one_by_one) == _nan_as_none(vectorised)
-    assert sum(bool(r["actions"]) for r in vectorised) > len(x) / 2
-    stages = {r["relationship_stage"] for r in vectorised}
-    assert len(stages) >= 3, stages
-
-
-def _nan_as_none(results: list[dict]) -> list[dict]:
-    # NaN never equals itself: compare missing figures as None
-    return [
-        {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in r.items()}
-        for r in results
-    ]
-
-
-def test_one_row_stage_follows_the_same_rules() -> None:
-    """Every combination of low, high and missing figures gets the vectorised stage."""
-    grid = {
-        "tenure_days": [200.0, 800.0, 1200.0, np.nan],
-        "revenue_yoy_90d": [-0.5, 0.1, np.nan],
-        "revenue_change_365d": [-0.3, 0.0, np.nan],
-        "overdue_ratio": [1.0, 4.0, np.nan],
-        "contact_roles_180d": [1.0, 3.0, 6.0, np.nan],
-        "contacts_180d": [1.0, 4.0, np.nan],
-        "executive_contact_recency_days": [30.0, 120.0, 400.0, np.nan],
-        "active_months_share_12m": [0.3, 0.6, 0.9, np.nan],
-        "categories_365d": [1.0, 4.0, np.nan],
-    }
-    rows = list(itertools.product(*grid.values()))
-    columns = {name: np.array(column) for name, column in zip(grid, zip(*rows, strict=True),
-                                                               strict=True)}
-    expected = relationship_stage(columns, len(rows)).tolist()
-    got = [relationship_stage_one(dict(zip(grid, r, strict=True))) for r in rows]
-    assert got == expected
-    assert set(got) == set(STAGES)
-    # features absent from the data count as unknown, as in the vectorised rules
-    assert relationship_stage_one({"tenure_days": 100.0}) == relationship_stage(
-        {"tenure_days": np.array([100.0])}, 1
-    )[0]
 
 
 def test_online_scoring_names_bad_fields(batch: dict) -> None:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import uvicorn
 
-from kam.serving.web.routes import export_record
+from kam.serving.web.export import export_record
 from tests.serving.web.test_web import (
     USER_KEY,
     WebWorld,

@@ -11,7 +11,7 @@ import io
 import json
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -28,16 +28,15 @@ from kam.features.snapshots import data_end
 from kam.features.store import connect
 from kam.serving.api.app import create_app
 from kam.serving.api.schemas import MAX_PAGE
-from kam.serving.scoring.batch import score_accounts, write_scores
+from kam.serving.scoring.batch import score_accounts
 from kam.serving.settings import ServeSettings
+from kam.serving.store import write_scores
 from kam.serving.web import routes as web
-from kam.serving.web.routes import (
-    EXPORT_COLUMNS,
-    Formats,
-    ListQuery,
-    export_record,
-    parse_list_query,
-)
+from kam.serving.web.assets import static_url
+from kam.serving.web.book import book_of
+from kam.serving.web.export import EXPORT_COLUMNS, export_record
+from kam.serving.web.formats import Formats
+from kam.serving.web.query import ListQuery, parse_list_query
 from tests.world import World
 
 USER_KEY = "web-user-key-0123456789abcdef"
@@ -435,6 +434,18 @@ def test_no_match_renders_an_empty_table(client: TestClient) -> None:
     assert "No account matches these filters" in page.text
 
 
+def test_the_book_is_kept_with_the_state_it_was_built_from(client: TestClient) -> None:
+    state = client.app.state.serving
+    book = book_of(state)
+    assert book_of(state) is book
+    assert book.table is state.scores
+    # a reload makes a new state: it starts without a book, and the old state keeps its own
+    reloaded = replace(state)
+    assert reloaded.derived == {}
+    assert book_of(reloaded) is not book
+    assert book_of(state) is book
+
+
 # ------------------------------------------------------------------------------------------------
 # CSV export
 # ------------------------------------------------------------------------------------------------
@@ -713,7 +724,7 @@ def test_pages_load_nothing_from_elsewhere(client: TestClient, web_world: WebWor
 
 
 def test_static_files(client: TestClient) -> None:
-    css = client.get(web.static_url("app.css"))
+    css = client.get(static_url("app.css"))
     assert css.status_code == 200
     assert css.headers["content-type"] == "text/css; charset=utf-8"
     assert "immutable" in css.headers["cache-control"]

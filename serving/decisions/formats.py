@@ -1,0 +1,90 @@
+"""How a figure is written inside a phrase: the placeholder formats of the phrase catalog.
+
+A phrasing's template (``"no order for {recency_days:days} days"``) is split into
+:class:`Piece` objects: literal text, and placeholders naming a feature, a format of
+:data:`FORMATS` and optionally a noun that agrees with the number (``{complaints_open:count:
+complaint}`` says "1 complaint", "2 complaints").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _whole(v: float) -> str:
+    return f"{round(v):,d}"
+
+
+def _money(v: float) -> str:
+    a = abs(v)
+    sign = "-" if v < 0 else ""
+    if a >= 1e6:
+        return f"{sign}{a / 1e6:.1f}m"
+    if a >= 1e4:
+        return f"{sign}{a / 1e3:.0f}k"
+    if a >= 1e3:
+        return f"{sign}{a / 1e3:.1f}k"
+    return f"{sign}{a:.0f}"
+
+
+def _points(v: float) -> str:
+    a = abs(v) * 100
+    return f"{a:.0f}" if a >= 1 else f"{a:.1f}"
+
+
+def _change(v: float) -> str:
+    # symmetric change s = (now - before) / (|now| + |before|); plain change = 2s / (1 - s)
+    if v >= 1:
+        return "from nothing"
+    plain = abs(2 * v / (1 - v)) * 100
+    return f"{plain:,.0f}%"
+
+
+_FORMATS: dict[str, Callable[[float], str]] = {
+    "days": _whole,
+    "count": _whole,
+    "pct": lambda v: f"{v * 100:.0f}%",
+    "points": _points,
+    "change": _change,
+    "money": _money,
+    "ratio": lambda v: f"{v:.1f}",
+    "num": lambda v: f"{v:.1f}",
+    "signed": lambda v: f"{v:+.2f}",
+    "abs": lambda v: f"{abs(v):.2f}",
+    "years": lambda v: f"{v / 365.25:.1f}",
+    "months12": lambda v: f"{round(v * 12):d}",
+}
+FORMATS: tuple[str, ...] = tuple(_FORMATS)
+
+
+def _noun(count: str, noun: str) -> str:
+    singular, _, plural = noun.partition("|")
+    return f"{count} {singular if count == '1' else (plural or singular + 's')}"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A literal text piece, or a placeholder (feature, format, noun)."""
+
+    literal: str = ""
+    feature: str | None = None
+    fmt: str = ""
+    noun: str = ""
+
+    def say(self, value: float) -> str:
+        """The placeholder filled with ``value``.
+
+        Parameters
+        ----------
+        value
+            The account's figure (never NaN: a phrasing is used only where its placeholders
+            have values).
+
+        Returns
+        -------
+        str
+            The figure in the piece's format, followed by its noun when it has one.
+        """
+        text = _FORMATS[self.fmt](value)
+        return _noun(text, self.noun) if self.noun else text
