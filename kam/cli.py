@@ -210,13 +210,15 @@ def train(
         _fail(str(err))
         return
     ev = outcome.evaluation
+    kind = outcome.fit.scorer.meta["evaluation"]
     table = Table(
-        title=f"test as_of {ev.as_of.date()}: {ev.n_rows:,} accounts, "
+        title=f"{kind} evidence at as_of {ev.as_of.date()}: {ev.n_rows:,} accounts, "
         f"{ev.n_defections:,} defections"
     )
-    for column in ("target", "metric", "model", "90% CI", "baseline"):
+    shown = format_table(ev)
+    for column in ("target", "metric", *shown.columns):
         table.add_column(column, justify="left" if column in {"target", "metric"} else "right")
-    for (target, metric), row in format_table(ev).iterrows():
+    for (target, metric), row in shown.iterrows():
         table.add_row(target, metric, *row.tolist())
     console.print(table)
     for warning in ev.warnings:
@@ -229,6 +231,8 @@ def train(
         if outcome.model_version
         else "not registered"
     )
+    if outcome.training_plan is not None:
+        console.print(outcome.training_plan.describe())
     console.print(f"run {outcome.run_id}: {registered}; took {outcome.seconds:.1f} s")
 
 

@@ -20,6 +20,11 @@ from kam.training.metrics import (
 # Baselines a model must beat: the heuristics a sales team would use without one.
 RECENCY_FEATURE = "recency_days"
 PRIOR_VALUE = "label_prior_value"
+# The classic statistical model, fitted at the same as_of on the same history (a feature too).
+BTYD_DEFECTION = "btyd_p_no_order"
+BTYD_VALUE = "btyd_expected_value"
+# Metrics whose model-minus-BG/NBD difference gets a paired bootstrap interval.
+PAIRED = (("defection", "roc_auc"), ("defection", "brier"), ("value", "gini"))
 
 
 @dataclass
@@ -41,10 +46,9 @@ class Evaluation:
         """Metrics as flat MLflow names, e.g. ``test_defection_pr_auc``."""
         out = {}
         for (target, name), row in self.table.iterrows():
-            for column in ("model", "baseline"):
-                value = row[column]
-                if pd.notna(value):
-                    suffix = "" if column == "model" else "_baseline"
+            for column, suffix in (("model", ""), ("baseline", "_baseline"), ("btyd", "_btyd")):
+                value = row.get(column)
+                if value is not None and pd.notna(value):
                     out[f"{prefix}_{target}_{name}{suffix}"] = float(value)
         return out
 
@@ -144,6 +148,8 @@ def evaluate_scores(
     table = pd.DataFrame(
         records, columns=["target", "metric", "model", "model_lo", "model_hi", "baseline"]
     ).set_index(["target", "metric"])
+    extra = _btyd_columns(frame, y, p, value, v, n_boot=n_boot, seed=seed)
+    table = table.join(extra) if len(extra) else table.assign(**dict.fromkeys(extra, np.nan))
 
     frac_pos, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
     calibration = pd.DataFrame({"mean_predicted": mean_pred, "observed_rate": frac_pos})
@@ -164,6 +170,55 @@ def evaluate_scores(
     return Evaluation(as_of, len(y), n_def, table, predictions, calibration, warnings)
 
 
+def _btyd_columns(
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    value: np.ndarray,
+    v: np.ndarray,
+    *,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
+    """BG/NBD's metrics beside the model's, and paired intervals of the differences.
+
+    Empty columns when the frame has no BG/NBD figures (they could not be fitted, e.g. too few
+    repeat buyers); the paired bootstrap resamples the same accounts for both models.
+    """
+    columns = ["btyd", "vs_btyd_lo", "vs_btyd_hi"]
+    empty = pd.DataFrame(columns=columns, dtype=float)
+    if BTYD_DEFECTION not in frame or BTYD_VALUE not in frame:
+        return empty
+    q = frame[BTYD_DEFECTION].to_numpy(dtype=float)
+    b = frame[BTYD_VALUE].to_numpy(dtype=float)
+    if np.isnan(q).any() or np.isnan(b).any():
+        return empty
+
+    def both(i: np.ndarray) -> dict[tuple[str, str], float]:
+        dm = defection_metrics(y[i], p[i], is_probability=True)
+        db = defection_metrics(y[i], q[i], is_probability=True)
+        vm, vb = value_metrics(value[i], v[i]), value_metrics(value[i], b[i])
+        return {
+            **{("defection", k): dm[k] - db[k] for k in dm if k in db},
+            **{("value", k): vm[k] - vb[k] for k in vm if k in vb},
+        }
+
+    whole = np.arange(len(y))
+    btyd = {
+        **{("defection", k): m for k, m in defection_metrics(y, q, is_probability=True).items()},
+        **{("value", k): m for k, m in value_metrics(value, b).items()},
+    }
+    ci = bootstrap_ci(lambda i: {"|".join(k): d for k, d in both(i).items()}, len(whole),
+                      n_boot=n_boot, seed=seed)
+    rows = {
+        key: [m, *(ci.get("|".join(key), (np.nan, np.nan)) if key in PAIRED else (np.nan,) * 2)]
+        for key, m in btyd.items()
+    }
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["target", "metric"])
+    return out
+
+
 def format_table(evaluation: Evaluation) -> pd.DataFrame:
     """The metric table as printed: model (with its interval) beside the baseline."""
     t = evaluation.table
@@ -174,6 +229,11 @@ def format_table(evaluation: Evaluation) -> pd.DataFrame:
                 f"{a:.3f}..{b:.3f}" for a, b in zip(t["model_lo"], t["model_hi"], strict=True)
             ],
             "baseline": t["baseline"].map(lambda x: "" if pd.isna(x) else f"{x:.4f}"),
+            "BG/NBD": t["btyd"].map(lambda x: "" if pd.isna(x) else f"{x:.4f}"),
+            "model - BG/NBD, 90% CI": [
+                "" if pd.isna(a) else f"{a:+.3f}..{b:+.3f}"
+                for a, b in zip(t["vs_btyd_lo"], t["vs_btyd_hi"], strict=True)
+            ],
         },
         index=t.index,
     )

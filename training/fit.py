@@ -359,6 +359,58 @@ def fit_models(
     return FitResult(scorer, list(spec.names), capacity, calibration, reports, notes)
 
 
+def refit(
+    result: FitResult,
+    snapshots: pd.DataFrame,
+    *,
+    options: FitOptions | None = None,
+) -> Scorer:
+    """The configuration of ``result`` (shape, trees, calibration, margins) fitted on other rows.
+
+    Nothing is chosen again: the trees number what ``result`` chose, and its calibrator and
+    interval margins are reused. For cross-fitted evidence, where each fold must cost one fit.
+    """
+    options = options or FitOptions()
+    old = result.scorer
+    spec = old.spec
+    grid = {**capacity_grid(20_000), **capacity_grid(len(snapshots))}
+    rounds, value_rounds = int(old.meta["defection_trees"]), int(old.meta["value_trees"])
+
+    def base_of(frame: pd.DataFrame) -> np.ndarray:
+        return _base(frame, old.offset_feature, old.tenure_feature, options.horizon_days)
+
+    def log_base(frame: pd.DataFrame) -> np.ndarray:
+        return np.log(base_of(frame))
+
+    y = snapshots["label_defection"].to_numpy(dtype=int)
+    defection = _train(
+        _params(grid[result.capacity], options, objective="binary"), spec, snapshots, y,
+        rounds=rounds,
+    )
+    target = _value_target(snapshots)
+    value_params = _params(
+        grid[VALUE_SHAPE], options, objective="tweedie",
+        tweedie_variance_power=options.tweedie_power,
+    )
+    value = _train(value_params, spec, snapshots, target, rounds=value_rounds, offset=log_base)
+    lower, upper = _quantile_pair(
+        spec, snapshots, target, grid[VALUE_SHAPE], options, value_rounds, base_of
+    )
+    return Scorer(
+        spec=spec,
+        defection=defection,
+        calibrator=old.calibrator,
+        value=value,
+        lower=lower,
+        upper=upper,
+        interval_margin=old.interval_margin,
+        offset_feature=old.offset_feature,
+        tenure_feature=old.tenure_feature,
+        offset_scale=old.offset_scale,
+        meta=dict(old.meta),
+    )
+
+
 def _choose_capacity(
     probabilities: Mapping[str, np.ndarray], y: np.ndarray, notes: list[str]
 ) -> str:

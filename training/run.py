@@ -19,7 +19,7 @@ from kam.features.store import connect, input_tables, require_orders
 from kam.models.bundle import log_bundle
 from kam.training import report
 from kam.training.evaluate import Evaluation, evaluate, evaluate_scores, format_table
-from kam.training.fit import FitOptions, FitResult, fit_models
+from kam.training.fit import FitOptions, FitResult, fit_models, refit
 from kam.training.splits import SplitPlan, TrainingPlan, plan_training
 from kam.training.tracking import data_fingerprint, log_json, use_tracking
 
@@ -145,7 +145,7 @@ def train_candidate(
         fit = fit_models(snapshots, deploy_plan, names, families, options=options, progress=say)
         test = snapshots[snapshots["as_of"] == deploy_plan.train_as_of[-1]]
         say(f"cross-fitted evaluation on {len(test):,} accounts at {test['as_of'].iloc[0].date()}")
-        scores = _cross_fitted_scores(snapshots, test, fit, names, families, options, say)
+        scores = _cross_fitted_scores(snapshots, test, fit, options, say)
         evaluation = evaluate_scores(scores, test, seed=request.options.seed)
         evaluation.warnings.append(
             "no out-of-time test was possible (the history holds one label window): these "
@@ -295,36 +295,25 @@ def _cross_fitted_scores(
     snapshots: pd.DataFrame,
     test: pd.DataFrame,
     fit: FitResult,
-    names: list[str],
-    families: dict[str, str],
     options: FitOptions,
     say: Callable[[str], None],
 ) -> pd.DataFrame:
     """Scores of ``test`` from models that never saw the scored accounts (any as_of).
 
     With one label window there is no later window to test on; instead the accounts are split
-    into folds, and each fold is scored by the same configuration fitted without them.
+    into folds, and each fold is scored by the same configuration (trees, calibration, margins)
+    fitted without them. The configuration itself was chosen on account folds of all rows.
     """
     from sklearn.model_selection import GroupKFold
 
-    plan = SplitPlan(
-        test_as_of=test["as_of"].iloc[0],
-        train_as_of=tuple(sorted(snapshots["as_of"].unique())),
-        folds=(),
-        horizon=Period(1, "day"),
-    )
-    plan = replace(plan, train_as_of=tuple(d for d in plan.train_as_of if d <= plan.test_as_of))
+    as_of = test["as_of"].iloc[0]
+    pooled = snapshots[snapshots["as_of"] <= as_of]
     splitter = GroupKFold(n_splits=EVIDENCE_FOLDS, shuffle=True, random_state=options.seed)
     accounts = test["account_id"].to_numpy()
     parts = []
     for k, (_, held) in enumerate(splitter.split(test, groups=accounts)):
         say(f"evidence fold {k + 1}/{EVIDENCE_FOLDS}")
-        out = set(accounts[held])
-        train = snapshots[~snapshots["account_id"].isin(out)]
-        fold = fit_models(
-            train, plan, names, families, options=options,
-            capacity=fit.capacity, calibration=fit.calibration,
-        )
-        scored = fold.scorer.predict_frame(test.iloc[held]).set_index(test.index[held])
-        parts.append(scored)
+        train = pooled[~pooled["account_id"].isin(set(accounts[held]))]
+        scorer = refit(fit, train, options=options)
+        parts.append(scorer.predict_frame(test.iloc[held]).set_index(test.index[held]))
     return pd.concat(parts).loc[test.index].reset_index(drop=True)

@@ -138,12 +138,14 @@ def plan_training(
             labelled_test=False,
         )
     except SplitError as err:
-        needed = (min_history or horizon).offset() + horizon.offset()
-        shortest = (pd.Timestamp(data_start) + needed).date()
+        shortest = (
+            pd.Timestamp(data_start) + (min_history or horizon).offset() + horizon.offset()
+        ).date()
         raise SplitError(
-            f"{err}; not even one label window fits. With this horizon ({horizon}) the data "
-            f"must reach {shortest} (history {min_history or horizon} + horizon {horizon}); "
-            "or choose a shorter horizon"
+            f"the history is too short to train: the data run {pd.Timestamp(data_start).date()}"
+            f"..{end.date()}, and one label window needs {min_history or horizon} of history "
+            f"before its as_of and the horizon ({horizon}) after it, so the data must reach "
+            f"{shortest}; wait for more data or choose a shorter horizon"
         ) from err
     try:
         backtest = plan_split(

@@ -161,6 +161,8 @@ def attach(con: Any, frame: pd.DataFrame, horizon_days: float) -> pd.DataFrame:
         return frame.assign(**{name: np.nan for name in FEATURES})
     summary = con.execute(purchase_summary(con.table(TABLE), dates))
     summary["as_of"] = pd.to_datetime(summary["as_of"])
+    # engines return groups in any order; the fits' floating-point sums must not depend on it
+    summary = summary.sort_values(["as_of", "account_id"], ignore_index=True)
     parts = []
     for day, rows in summary.groupby("as_of", sort=True):
         fitted = fit_features(rows, day, horizon_days)

@@ -320,7 +320,9 @@ async def model_info(model: ScorerDep, state: StateDep) -> ModelInfo:
         run_id=model.run_id,
         horizon=meta.get("horizon"),
         train_as_of=meta.get("train_as_of"),
+        backtest_train_as_of=meta.get("backtest_train_as_of"),
         test_as_of=meta.get("test_as_of"),
+        evaluation=meta.get("evaluation"),
         data_end=meta.get("data_end"),
         metrics={k: v for k, v in sorted(model.metrics.items()) if k.startswith("test_")},
         features=[

@@ -185,10 +185,18 @@ class ModelInfo(BaseModel):
     uri: str
     run_id: str | None
     horizon: str | None = None
-    train_as_of: list[str] | None = Field(None, description="first and last training as_of")
-    test_as_of: str | None = None
+    train_as_of: list[str] | None = Field(
+        None, description="first and last as_of the served model was fitted on"
+    )
+    backtest_train_as_of: list[str] | None = Field(
+        None, description="first and last training as_of of the backtest behind the metrics"
+    )
+    test_as_of: str | None = Field(None, description="as_of the metrics were measured at")
+    evaluation: str | None = Field(
+        None, description="'out-of-time' or 'account-grouped folds' (no later window fitted)"
+    )
     data_end: str | None = None
-    metrics: dict[str, float] = Field(description="out-of-time test metrics")
+    metrics: dict[str, float] = Field(description="test metrics (see evaluation)")
     features: list[FeatureInfo]
     scores: ScoresInfo | None = None
     loaded_at: dt.datetime

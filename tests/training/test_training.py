@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from kam.features.ingest import ingest
 from kam.features.periods import Period
+from kam.features.synthetic import simulate
 from kam.models.registry import CHAMPION, alias_uri, load_model
 from kam.training.promote import promote
-from kam.training.run import TEST_SNAPSHOT, train_candidate
+from kam.training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
 from kam.training.splits import SplitError, plan_split
 from tests.world import build_world
 
@@ -148,6 +150,54 @@ def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) 
     fresh = frame.nsmallest(40, "recency_days")
     idle = fresh.copy()
     idle["recency_days"] = 330.0
+    # the buying-rhythm model reads the same idleness: take its view of accounts idle that long
+    long_idle = frame[frame["recency_days"].between(300, 365)]
+    assert len(long_idle) >= 5
+    for name in ("btyd_p_alive", "btyd_p_no_order", "btyd_expected_order_days"):
+        idle[name] = long_idle[name].median()
     p_fresh = loaded.scorer.predict_frame(fresh)["defection_probability"].to_numpy()
     p_idle = loaded.scorer.predict_frame(idle)["defection_probability"].to_numpy()
     assert np.mean(p_idle) > np.mean(p_fresh)
+
+
+def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: dict) -> None:
+    loaded = load_model(f"models:/{NAME}/1", trained["tracking"])
+    meta = loaded.scorer.meta
+    end = pd.Timestamp(meta["data_end"])
+    horizon = Period.parse(meta["horizon"]).offset()
+    assert pd.Timestamp(meta["train_as_of"][1]) == end - horizon
+    # the evidence came from a backtest whose training closed a horizon before its test
+    assert meta["evaluation"] == "out-of-time"
+    assert pd.Timestamp(meta["backtest_train_as_of"][1]) + horizon <= pd.Timestamp(
+        meta["test_as_of"]
+    )
+    params = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.params
+    assert params["deploy_train_as_of_last"] == meta["train_as_of"][1]
+
+
+def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    data = tmp_path / "data"
+    simulate(200, 1, 5, data)
+    store = f"duckdb:///{data / 'kam.duckdb'}"
+    ingest(data, store)
+    request = TrainRequest(
+        store_url=store,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        experiment="one-year",
+        model_name="one-year",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        horizon=Period.parse("26w"),
+        decline=1.0,
+        activity_window=None,
+    )
+    outcome = train_candidate(replace(request))
+    assert outcome.model_version == "1"
+    assert outcome.backtest is None
+    meta = outcome.fit.scorer.meta
+    assert meta["evaluation"] == "account-grouped folds"
+    assert meta["snapshot_every"] == "1w"
+    assert any("no out-of-time test was possible" in w for w in outcome.evaluation.warnings)
+    tags = MlflowClient(request.tracking_uri).get_run(outcome.run_id).data.tags
+    assert tags["evaluation"] == "account-grouped folds"

@@ -679,6 +679,9 @@ def test_model_info(client: TestClient, world: dict[str, Any]) -> None:
     assert body["horizon"] == "365d"
     assert body["test_as_of"] == model.scorer.meta["test_as_of"]
     assert body["train_as_of"] == model.scorer.meta["train_as_of"]
+    # the served model was refitted on the freshest labels; the metrics come from the backtest
+    assert body["evaluation"] == "out-of-time"
+    assert body["backtest_train_as_of"][1] < body["test_as_of"] <= body["train_as_of"][1]
     assert body["metrics"]["test_defection_roc_auc"] == pytest.approx(
         model.metrics["test_defection_roc_auc"]
     )
