@@ -35,19 +35,29 @@ SINGLE_ROW_MAX = 8
 
 
 def value_base(
-    revenue_365d: np.ndarray, tenure_days: np.ndarray | None, horizon_days: float
+    revenue_365d: np.ndarray,
+    tenure_days: np.ndarray | None,
+    horizon_days: float,
+    expected: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The account's revenue run-rate over the horizon, floored at 1: the value models' base.
+    """The value models' base over the horizon, floored at 1.
 
-    Revenue of the last 365 days per day the account has been buying (at least 30, at most 365)
-    times the horizon: a young account's year-to-date is not mistaken for its yearly spend.
+    Where ``expected`` (the statistical model's expected revenue in the horizon) is known and
+    positive it is the base: it already carries the account's rhythm, age and spend level, so
+    the trees learn a correction to it. Elsewhere the account's revenue run-rate: revenue of the
+    last 365 days per day the account has been buying (at least 30, at most 365) times the
+    horizon, so a young account's year-to-date is not mistaken for its yearly spend.
     """
     revenue = np.nan_to_num(np.asarray(revenue_365d, dtype=float), nan=0.0)
     if tenure_days is None:
         days = np.full(len(revenue), 365.0)
     else:
         days = np.clip(np.nan_to_num(np.asarray(tenure_days, dtype=float) + 1, nan=365.0), 30, 365)
-    return np.maximum(revenue / days * horizon_days, 1.0)
+    base = revenue / days * horizon_days
+    if expected is not None:
+        known = np.asarray(expected, dtype=float)
+        base = np.where(np.isfinite(known) & (known > 0), known, base)
+    return np.maximum(base, 1.0)
 
 
 def _margins(saved: float | list[float]) -> tuple[float, float]:
@@ -96,6 +106,7 @@ class Scorer:
     offset_feature: str | None = None
     tenure_feature: str | None = None
     offset_scale: float = 365.0
+    expected_feature: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     _single_row: dict[tuple[str, str], SingleRowPredictor | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -129,7 +140,12 @@ class Scorer:
             return np.ones(len(x))
         names = self.spec.names
         tenure = x[:, names.index(self.tenure_feature)] if self.tenure_feature else None
-        return value_base(x[:, names.index(self.offset_feature)], tenure, self.offset_scale)
+        expected = (
+            x[:, names.index(self.expected_feature)] if self.expected_feature else None
+        )
+        return value_base(
+            x[:, names.index(self.offset_feature)], tenure, self.offset_scale, expected
+        )
 
     def predict_matrix(
         self,
@@ -205,6 +221,7 @@ class Scorer:
             "offset_feature": self.offset_feature,
             "tenure_feature": self.tenure_feature,
             "offset_scale": self.offset_scale,
+            "expected_feature": self.expected_feature,
         }
         paths["meta"].write_text(json.dumps(meta, indent=1, default=str))
         return {name: str(path) for name, path in paths.items()}
@@ -230,5 +247,6 @@ class Scorer:
             offset_feature=meta.pop("offset_feature", None),
             tenure_feature=meta.pop("tenure_feature", None),
             offset_scale=float(meta.pop("offset_scale", 365.0)),
+            expected_feature=meta.pop("expected_feature", None),
             meta=meta,
         )
