@@ -23,6 +23,8 @@ from kam.models.single_row import Kind, SingleRowPredictor, single_row_predictor
 
 PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
 OFFSET_FEATURE = "revenue_365d"
+# BG/NBD x Gamma-Gamma expected revenue over the horizon (features/families/btyd.py)
+EXPECTED_FEATURE = "btyd_expected_value"
 TENURE_FEATURE = "tenure_days"
 # Up to this many rows, scoring takes them one at a time rather than in one call for all, at
 # both steps where that pays: LightGBM's single-row fast path instead of Booster.predict (whose

@@ -18,7 +18,13 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from kam.models.calibration import METHODS, ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
-from kam.models.scorer import OFFSET_FEATURE, TENURE_FEATURE, Scorer, value_base
+from kam.models.scorer import (
+    EXPECTED_FEATURE,
+    OFFSET_FEATURE,
+    TENURE_FEATURE,
+    Scorer,
+    value_base,
+)
 from kam.training.metrics import bias_pct
 from kam.training.splits import SplitPlan
 
@@ -45,6 +51,8 @@ class FitOptions:
     # OpenMP barriers spin whenever the other core is busy (~100x slower per tree here).
     num_threads: int = 1
     horizon_days: float = 365.0
+    # the value models correct BG/NBD x Gamma-Gamma's expected revenue where it is known
+    expected_base: bool = True
 
 
 @dataclass
@@ -143,19 +151,25 @@ def _train(
     )
 
 
-def _offset_of(names: list[str]) -> tuple[str | None, str | None]:
+def _offset_of(names: list[str]) -> tuple[str | None, str | None, str | None]:
     revenue = OFFSET_FEATURE if OFFSET_FEATURE in names else None
     tenure = TENURE_FEATURE if TENURE_FEATURE in names else None
-    return revenue, tenure
+    expected = EXPECTED_FEATURE if EXPECTED_FEATURE in names and revenue else None
+    return revenue, tenure, expected
 
 
 def _base(
-    frame: pd.DataFrame, revenue: str | None, tenure: str | None, horizon_days: float
+    frame: pd.DataFrame,
+    revenue: str | None,
+    tenure: str | None,
+    horizon_days: float,
+    expected: str | None = None,
 ) -> np.ndarray:
     if revenue is None:
         return np.ones(len(frame))
     tenure_days = frame[tenure].to_numpy(dtype=float) if tenure else None
-    return value_base(frame[revenue].to_numpy(dtype=float), tenure_days, horizon_days)
+    known = frame[expected].to_numpy(dtype=float) if expected else None
+    return value_base(frame[revenue].to_numpy(dtype=float), tenure_days, horizon_days, known)
 
 
 def _value_target(frame: pd.DataFrame) -> np.ndarray:
@@ -220,10 +234,14 @@ def fit_models(
     if capacity is not None:
         # the shape the backtest chose, sized for these rows (a larger book may add shapes)
         grid = {capacity: (grid.get(capacity) or capacity_grid(20_000)[capacity])}
-    offset_feature, tenure_feature = _offset_of(list(spec.names))
+    offset_feature, tenure_feature, expected_feature = _offset_of(list(spec.names))
+    if not options.expected_base:
+        expected_feature = None
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
-        return _base(frame, offset_feature, tenure_feature, options.horizon_days)
+        return _base(
+            frame, offset_feature, tenure_feature, options.horizon_days, expected_feature
+        )
 
     def log_base(frame: pd.DataFrame) -> np.ndarray:
         return np.log(base_of(frame))
@@ -348,6 +366,7 @@ def fit_models(
         offset_feature=offset_feature,
         tenure_feature=tenure_feature,
         offset_scale=options.horizon_days,
+        expected_feature=expected_feature,
         meta={
             "capacity": capacity,
             "calibration": calibration,
@@ -377,7 +396,10 @@ def refit(
     rounds, value_rounds = int(old.meta["defection_trees"]), int(old.meta["value_trees"])
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
-        return _base(frame, old.offset_feature, old.tenure_feature, options.horizon_days)
+        return _base(
+            frame, old.offset_feature, old.tenure_feature, options.horizon_days,
+            old.expected_feature,
+        )
 
     def log_base(frame: pd.DataFrame) -> np.ndarray:
         return np.log(base_of(frame))
@@ -407,6 +429,7 @@ def refit(
         offset_feature=old.offset_feature,
         tenure_feature=old.tenure_feature,
         offset_scale=old.offset_scale,
+        expected_feature=old.expected_feature,
         meta=dict(old.meta),
     )
 

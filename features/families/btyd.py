@@ -119,9 +119,14 @@ def fit_features(summary: pd.DataFrame, as_of: pd.Timestamp, horizon_days: float
     # of the fit and get the population's mean spend, like an account without repeats.
     spend = (x > 0) & (monetary > 0)
     if int(spend.sum()) >= MIN_REPEAT_ACCOUNTS:
+        # fitted in units of the median order value: the scale parameter then sits near 1
+        # whatever the currency, and no ridge is needed (a ridge on it would depend on money)
+        scale = float(np.median(monetary[spend]))
         try:
-            gg = GammaGamma(penalizer=PENALIZER).fit(x[spend], monetary[spend])
-            value = gg.expected_spend(np.where(spend, x, 0.0), np.where(spend, monetary, 0.0))
+            gg = GammaGamma().fit(x[spend], monetary[spend] / scale)
+            value = scale * gg.expected_spend(
+                np.where(spend, x, 0.0), np.where(spend, monetary / scale, 0.0)
+            )
             out["btyd_expected_order_value"] = value
             out["btyd_expected_value"] = value * out["btyd_expected_order_days"].to_numpy()
         except BTYDError:
