@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         description="population: accounts with an order in this window before as_of, or 'ever'",
     )
     decline: float = Field(0.5, gt=0, le=1, description="defection = value < (1 - decline) x prior")
+    snapshot_every: str = Field(
+        "auto",
+        description="spacing of training snapshots, e.g. 1w or 1mo; auto: weekly for histories "
+        "under two years, monthly otherwise",
+    )
     seed: int = 7
     tier_thresholds: tuple[float, float] = Field(
         (0.7, 0.9),
@@ -74,6 +79,13 @@ class Settings(BaseSettings):
     def _check_tiers(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0 < value[0] < value[1] < 1:
             raise ValueError("tier thresholds must satisfy 0 < A < B < 1, e.g. [0.7, 0.9]")
+        return value
+
+    @field_validator("snapshot_every")
+    @classmethod
+    def _check_every(cls, value: str) -> str:
+        if value != "auto":
+            Period.parse(value)
         return value
 
     @field_validator("activity_window")

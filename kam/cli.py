@@ -176,6 +176,10 @@ def train(
     population: Annotated[
         str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
     ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(help="snapshot spacing, e.g. 1w or 1mo; default auto (weekly under 2 years)"),
+    ] = None,
     register: Annotated[
         bool, typer.Option(help="register the bundle in the model registry")
     ] = True,
@@ -189,6 +193,7 @@ def train(
 
     settings = _settings()
     window = population or settings.activity_window
+    spacing = every or settings.snapshot_every
     request = TrainRequest(
         store_url=settings.store_url_for(data),
         tracking_uri=settings.resolved_tracking_uri,
@@ -199,6 +204,7 @@ def train(
         decline=decline if decline is not None else settings.decline,
         activity_window=None if window == "ever" else Period.parse(window),
         test_as_of=pd.Timestamp(as_of) if as_of else None,
+        every=None if spacing == "auto" else Period.parse(spacing),
         register=register,
     )
     try:

@@ -484,12 +484,12 @@ def _validation_windows(
         notes.append(f"choices made on {len(windows)} rolling-origin validation windows")
         return windows
     # Too little history for a later window with its own earlier training snapshots (e.g. one
-    # year of data and a 26-week horizon): hold out accounts instead. The test stays out-of-time.
+    # year of data and a 26-week horizon): hold out accounts instead.
     from sklearn.model_selection import GroupKFold
 
     notes.append(
         "history too short for rolling-origin windows: choices made on 3 account-grouped folds "
-        "of the training snapshots (the test as_of stays out-of-time)"
+        "of the training snapshots"
     )
     splitter = GroupKFold(n_splits=3, shuffle=True, random_state=seed)
     groups = final_train["account_id"].to_numpy()
