@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from scipy import integrate, optimize, stats
 
-import kam.features.btyd as btyd
 from kam.features.btyd import (
     BetaGeo,
     BTYDError,
     BTYDFitError,
     BTYDNotFittedError,
     GammaGamma,
+    _estimation,
     rfm_summary,
 )
 
@@ -463,7 +463,7 @@ def test_optimiser_failure_is_a_fit_error(
         kwargs["options"] = {**kwargs.get("options", {}), "maxiter": 1}
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(btyd.optimize, "minimize", one_step)
+    monkeypatch.setattr(_estimation.optimize, "minimize", one_step)
     with pytest.raises(BTYDFitError, match="did not converge"):
         BetaGeo().fit(cdnow["x"], cdnow["t_x"], cdnow["T"])
 
