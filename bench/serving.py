@@ -457,7 +457,7 @@ def _row_child(world: Path, calls: int = 2000) -> dict[str, float]:
     from kam.models.registry import alias_uri, load_model
     from kam.models.single_row import single_row_predictor
     from kam.serving.decisions.playbook import load_playbook
-    from kam.serving.scoring.batch import score_matrix
+    from kam.serving.scoring.online import score_matrix
 
     prepared = json.loads((world / "prepared.json").read_text())
     model = load_model(alias_uri(MODEL_NAME), prepared["tracking"])

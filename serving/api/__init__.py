@@ -1,1 +1,1 @@
-"""The HTTP API: app factory, auth, schemas, observability, workers."""
+"""The HTTP API: app factory, dependencies, routes, reloads, auth, schemas, metrics, workers."""

@@ -1,17 +1,15 @@
-"""Batch and online scoring: risk, value, value at risk, tier, stage, drivers and actions.
+"""Batch scoring: risk, value, value at risk, tier, stage, drivers and actions.
 
 ``score_accounts`` scores every active account of the store at an as_of (features from the
 same point-in-time snapshot code as training) and returns one row per account with exactly the
 columns of the store's ``scores`` table (:data:`kam.serving.store.SCORE_COLUMNS`);
 :func:`kam.serving.store.write_scores` keeps one set of rows per as_of in that table, so earlier
-scores stay for the account's history; ``export_scores`` writes a file. ``score_features``
-scores posted feature rows without the store (the online path: numpy only, no pandas).
+scores stay for the account's history; ``export_scores`` writes a file. Posted feature rows
+are scored without the store by :mod:`kam.serving.scoring.online` (numpy only, no pandas).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -26,9 +24,7 @@ from kam.features.catalog import CATALOG
 from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.registry import LoadedModel
-from kam.models.scorer import SINGLE_ROW_MAX
-from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers
-from kam.serving.decisions.one_row import recommend_row, relationship_stage_one, row_drivers
+from kam.serving.decisions.drivers import compute_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
@@ -40,7 +36,6 @@ from kam.serving.decisions.stages import (
     DEFAULT_TIER_THRESHOLDS,
     assign_tiers,
     relationship_stage,
-    tiers_from_cutoffs,
 )
 from kam.serving.store import MASTER_COLUMNS, SCORE_COLUMNS, read_master
 
@@ -202,8 +197,8 @@ def score_frame(
         Exact SHAP contributions cost about a millisecond per account on deep trees, most of a
         large batch's time; the accounts beyond the limit keep their scores, tier, stage and
         rank, get no drivers, and only the actions that need none (such as the tier C nurture
-        programme); their drivers can be computed on demand (:func:`score_features`). All
-        accounts when None.
+        programme); their drivers can be computed on demand
+        (:func:`~kam.serving.scoring.online.score_features`). All accounts when None.
 
     Returns
     -------
@@ -334,184 +329,3 @@ def export_scores(frame: pd.DataFrame, path: Path | str) -> Path:
     else:
         frame.to_parquet(path, index=False)
     return path
-
-
-# ------------------------------------------------------------------------------------------------
-# Online: one posted feature row
-# ------------------------------------------------------------------------------------------------
-def score_features(
-    model: LoadedModel,
-    records: list[Mapping[str, Any]],
-    *,
-    playbook: Playbook | None = None,
-    phrasebook: Phrasebook | None = None,
-    as_of: Any = None,
-    tier_cutoffs: tuple[float, float] | None = None,
-    max_actions: int = DEFAULT_MAX_ACTIONS,
-) -> list[dict[str, Any]]:
-    """Score posted feature rows: risk, value, tier, stage, drivers and actions.
-
-    Without the store there is no account history: cool-downs are not applied, and the value
-    at stake is the posted ``revenue_365d`` (NaN when not posted).
-
-    Parameters
-    ----------
-    model
-        The loaded scoring bundle.
-    records
-        Feature rows, name -> value (missing names are missing values).
-    playbook, phrasebook
-        Defaults shipped with the package when None.
-    as_of
-        Date the due dates count from (today when None).
-    tier_cutoffs
-        Smallest predicted values of tiers A and B in the latest batch
-        (:func:`kam.serving.decisions.stages.tier_cutoffs`); without them the posted ``spend_tier``
-        is used, and without that the tier is None and actions of every tier apply.
-    max_actions
-        Recommended actions kept per row.
-
-    Returns
-    -------
-    list of dict
-        Per row: defection_probability, value, value_low, value_high, value_at_stake,
-        value_at_risk, tier, relationship_stage, top_driver, top_driver_cause, drivers (list of
-        dicts), first_action, first_action_owner, first_action_due, actions (list of dicts),
-        model_name, model_version, playbook_version.
-
-    Raises
-    ------
-    models.errors.FeatureRowError
-        Naming each bad field of the posted rows.
-    """
-    x = model.scorer.spec.record_matrix(list(records))
-    return score_matrix(
-        model,
-        x,
-        playbook=playbook,
-        phrasebook=phrasebook,
-        as_of=as_of,
-        tier_cutoffs=tier_cutoffs,
-        max_actions=max_actions,
-    )
-
-
-def score_matrix(
-    model: LoadedModel,
-    x: np.ndarray,
-    *,
-    playbook: Playbook | None = None,
-    phrasebook: Phrasebook | None = None,
-    as_of: Any = None,
-    tier_cutoffs: tuple[float, float] | None = None,
-    max_actions: int = DEFAULT_MAX_ACTIONS,
-    one_by_one: bool | None = None,
-) -> list[dict[str, Any]]:
-    """Score validated feature rows (``FeatureSpec.record_matrix``); see :func:`score_features`.
-
-    Drivers, actions and stages come from the vectorised functions, or for a batch of at most
-    :data:`~kam.models.scorer.SINGLE_ROW_MAX` rows (``one_by_one=None``) from their one-row
-    twins (:mod:`kam.serving.decisions.one_row`): the same rules on plain floats, cheaper
-    where numpy's fixed cost per call would dominate. ``one_by_one`` forces either way.
-    """
-    playbook = playbook or load_playbook()
-    phrasebook = phrasebook or load_phrasebook()
-    scorer = model.scorer
-    spec = scorer.spec
-    n = len(x)
-    contributions = scorer.contributions(x, num_threads=1)
-    # the contributions add up to the defection log-odds: no second pass over those trees
-    predictions = scorer.predict_matrix(
-        x, num_threads=1, defection_log_odds=contributions.sum(axis=1)
-    )
-    if tier_cutoffs is not None:
-        tiers = tiers_from_cutoffs(predictions["value"], tier_cutoffs)
-    elif "spend_tier" in spec.categories:
-        levels = np.array([*spec.categories["spend_tier"], None], dtype=object)
-        codes = x[:, spec.names.index("spend_tier")]
-        tiers = levels[np.where(np.isnan(codes), len(levels) - 1, codes).astype(int)]
-    else:
-        tiers = np.full(n, None, dtype=object)
-    day = pd.Timestamp(as_of).normalize() if as_of is not None else pd.Timestamp.now().normalize()
-    if one_by_one if one_by_one is not None else n <= SINGLE_ROW_MAX:
-        numeric = [name for name in spec.names if name not in spec.categories]
-        columns = [j for j, name in enumerate(spec.names) if name not in spec.categories]
-        return [
-            _score_one(
-                i, dict(zip(numeric, x[i, columns].tolist(), strict=True)), predictions,
-                contributions, tiers, model, playbook, phrasebook, day.date(), max_actions,
-            )
-            for i in range(n)
-        ]
-    values = {name: x[:, j] for j, name in enumerate(spec.names) if name not in spec.categories}
-    stake = np.clip(values.get(STAKE_FEATURE, np.full(n, np.nan)), 0.0, None)
-    drivers = compute_drivers(contributions, spec, values, phrasebook, top=DEFAULT_TOP)
-    actions = recommend(playbook, drivers, values, tiers, day, phrasebook, max_actions=max_actions)
-    stages = relationship_stage(values, n)
-    return [
-        _online_row(
-            predictions, i, float(stake[i]), tiers[i], str(stages[i]), drivers.records(i),
-            actions.records(i), model, playbook,
-        )
-        for i in range(n)
-    ]
-
-
-def _score_one(
-    i: int,
-    row: dict[str, float],
-    predictions: Mapping[str, np.ndarray],
-    contributions: np.ndarray,
-    tiers: np.ndarray,
-    model: LoadedModel,
-    playbook: Playbook,
-    phrasebook: Phrasebook,
-    day: dt.date,
-    max_actions: int,
-) -> dict[str, Any]:
-    """Row ``i`` of a small batch, its numeric features in ``row``, on plain floats (the rules
-    of the vectorised path)."""
-    tier = tiers[i]
-    drivers = row_drivers(
-        contributions[i].tolist(), model.scorer.spec, row, phrasebook, top=DEFAULT_TOP
-    )
-    actions = recommend_row(playbook, drivers, row, tier, day, phrasebook, max_actions=max_actions)
-    stake = row.get(STAKE_FEATURE, math.nan)
-    return _online_row(
-        predictions, i, stake if math.isnan(stake) else max(stake, 0.0), tier,
-        relationship_stage_one(row), drivers.records(), actions, model, playbook,
-    )
-
-
-def _online_row(
-    predictions: Mapping[str, np.ndarray],
-    i: int,
-    at_stake: float,
-    tier: str | None,
-    stage: str,
-    listed: list[dict[str, Any]],
-    chosen: list[dict[str, Any]],
-    model: LoadedModel,
-    playbook: Playbook,
-) -> dict[str, Any]:
-    probability = float(predictions["defection_probability"][i])
-    return {
-        "defection_probability": probability,
-        "value": float(predictions["value"][i]),
-        "value_low": float(predictions["value_low"][i]),
-        "value_high": float(predictions["value_high"][i]),
-        "value_at_stake": at_stake,
-        "value_at_risk": probability * at_stake,
-        "tier": tier,
-        "relationship_stage": stage,
-        "top_driver": listed[0]["phrase"] if listed else None,
-        "top_driver_cause": listed[0]["cause"] if listed else None,
-        "drivers": listed,
-        "first_action": chosen[0]["title"] if chosen else None,
-        "first_action_owner": chosen[0]["owner"] if chosen else None,
-        "first_action_due": chosen[0]["due_date"] if chosen else None,
-        "actions": chosen,
-        "model_name": model.name or model.scorer.meta.get("model_name"),
-        "model_version": model.version,
-        "playbook_version": playbook.version,
-    }

@@ -27,15 +27,9 @@ from mlflow import MlflowClient
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect
 from kam.models.registry import CHAMPION, alias_uri, load_model
-from kam.serving.api.app import (
-    MISSING_KEY,
-    NO_MODEL,
-    NO_SCORES,
-    NOT_ADMIN,
-    WRONG_KEY,
-    create_app,
-)
+from kam.serving.api.app import create_app
 from kam.serving.api.auth import KeyFileError, Role, load_keys, read_keys_file
+from kam.serving.api.deps import MISSING_KEY, NO_MODEL, NO_SCORES, NOT_ADMIN, WRONG_KEY
 from kam.serving.api.schemas import MAX_BATCH_IDS, MAX_PAGE, AccountScore, AtRiskPage
 from kam.serving.api.server import UnsafeBindError, check_binding, is_loopback
 from kam.serving.scoring.batch import label_settings, score_accounts

@@ -42,7 +42,7 @@ from kam.serving.decisions.stages import (
     tier_cutoffs,
 )
 from kam.serving.decisions.vocabulary import STAGES
-from kam.serving.scoring.batch import score_matrix
+from kam.serving.scoring.online import score_matrix
 from tests.world import World, with_gaps
 
 PHRASES = load_phrasebook()

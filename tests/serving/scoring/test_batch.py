@@ -16,13 +16,9 @@ from kam.serving.decisions.playbook import load_playbook
 from kam.serving.decisions.recommend import days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
 from kam.serving.decisions.vocabulary import OWNERS, STAGES
-from kam.serving.scoring.batch import (
-    export_scores,
-    score_accounts,
-    score_features,
-    score_frame,
-)
+from kam.serving.scoring.batch import export_scores, score_accounts, score_frame
 from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
+from kam.serving.scoring.online import score_features
 from kam.serving.store import SCORE_COLUMNS, read_scores, write_scores
 from tests.world import World
 

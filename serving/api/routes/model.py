@@ -1,0 +1,48 @@
+"""`GET /v1/model`: the model being served and the scores loaded with it."""
+
+from __future__ import annotations
+
+from kam.serving.api.deps import ScorerDep, StateDep, v1_router
+from kam.serving.api.schemas import FeatureInfo, ModelInfo, ScoresInfo
+
+router = v1_router()
+
+
+@router.get("/model", response_model=ModelInfo, tags=["service"])
+async def model_info(model: ScorerDep, state: StateDep) -> ModelInfo:
+    """The model being served: registry version and alias, training window, metrics, features."""
+    meta = model.scorer.meta
+    spec = model.scorer.spec
+    scores = state.scores
+    return ModelInfo(
+        name=model.name or meta.get("model_name"),
+        version=model.version,
+        alias=model.alias,
+        uri=model.uri,
+        run_id=model.run_id,
+        horizon=meta.get("horizon"),
+        train_as_of=meta.get("train_as_of"),
+        backtest_train_as_of=meta.get("backtest_train_as_of"),
+        test_as_of=meta.get("test_as_of"),
+        evaluation=meta.get("evaluation"),
+        data_end=meta.get("data_end"),
+        metrics={k: v for k, v in sorted(model.metrics.items()) if k.startswith("test_")},
+        features=[
+            FeatureInfo(
+                name=name,
+                family=spec.families.get(name, "other"),
+                categories=list(spec.categories[name]) if name in spec.categories else None,
+            )
+            for name in spec.names
+        ],
+        scores=None
+        if scores is None
+        else ScoresInfo(
+            accounts=len(scores),
+            as_of=scores.as_of,
+            scored_at=scores.scored_at,
+            model_version=scores.model_version,
+            playbook_version=scores.playbook_version,
+        ),
+        loaded_at=state.loaded_at,
+    )

@@ -1,0 +1,122 @@
+"""`POST /v1/scores` (latest scores of many accounts) and `POST /v1/score` (a posted row).
+
+Posted feature rows are scored on the event loop, those posted together in one batch
+(:mod:`serving.microbatch`): :class:`RowContext` is what groups them, :func:`score_rows` what
+scores a group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+from fastapi.responses import Response
+
+from kam.models.errors import FeatureRowError
+from kam.models.registry import LoadedModel
+from kam.serving.api.deps import ScorerDep, ScoresDep, StateDep, json_response, v1_router
+from kam.serving.api.schemas import AccountScores, FeatureRowRequest, FeatureRowScore, ScoreRequest
+from kam.serving.decisions.playbook import Playbook
+from kam.serving.scoring.microbatch import RowBatcher
+from kam.serving.scoring.online import score_matrix
+
+router = v1_router()
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What a posted row's scores depend on besides its features: one batch group."""
+
+    model: LoadedModel
+    playbook: Playbook | None
+    as_of: dt.date | None
+    cutoffs: tuple[float, float] | None
+
+    @property
+    def group(self) -> tuple[int, int, dt.date | None, tuple[float, float] | None]:
+        return (id(self.model), id(self.playbook), self.as_of, self.cutoffs)
+
+
+def score_rows(context: RowContext, x: Any) -> list[dict[str, Any]]:
+    """Score one batch group's rows (the :class:`RowBatcher`'s scoring function)."""
+    return score_matrix(
+        context.model,
+        x,
+        playbook=context.playbook,
+        as_of=context.as_of,
+        tier_cutoffs=context.cutoffs,
+    )
+
+
+@router.post("/scores", response_model=AccountScores, tags=["scores"])
+async def get_accounts(scores: ScoresDep, request_body: ScoreRequest) -> Response:
+    """Latest scores of up to 1,000 accounts (request order, duplicates once) and unknown ids."""
+    wanted = list(dict.fromkeys(request_body.account_ids))
+    found = [scores.position[i] for i in wanted if i in scores.position]
+    unknown = [i for i in wanted if i not in scores.position]
+    body = (
+        b'{"items": '
+        + scores.json_list(found)
+        + b', "unknown": '
+        + json.dumps(unknown, ensure_ascii=False).encode()
+        + b"}"
+    )
+    return json_response(body)
+
+
+@router.post(
+    "/score",
+    response_model=FeatureRowScore,
+    responses={422: {"description": "a bad feature row: each bad field named"}},
+    tags=["scores"],
+)
+async def score_row(
+    payload: FeatureRowRequest, model: ScorerDep, state: StateDep, request: Request
+) -> Response:
+    """Score one posted feature row (features the caller computed); missing features allowed.
+
+    Rows posted at the same time are scored together (:mod:`serving.microbatch`).
+    """
+    try:
+        (x,) = model.scorer.spec.record_matrix([payload.features])
+    except FeatureRowError as err:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "type": "feature_row",
+                    "loc": ["body", "features", name],
+                    "msg": message,
+                    "input": payload.features.get(name),
+                }
+                for name, message in err.errors.items()
+            ],
+        ) from None
+    cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
+    context = RowContext(model, state.playbook, payload.as_of, cutoffs)
+    batcher: RowBatcher = request.app.state.row_batcher
+    row = await batcher.submit(context.group, context, x)
+    stake = row.get("value_at_stake")
+    at_risk = row.get("value_at_risk")
+    result = FeatureRowScore(
+        account_id=payload.account_id,
+        as_of=payload.as_of,
+        defection_probability=row["defection_probability"],
+        value=row["value"],
+        value_low=row["value_low"],
+        value_high=row["value_high"],
+        value_at_stake=stake if stake is not None and stake == stake else None,
+        value_at_risk=at_risk if at_risk is not None and at_risk == at_risk else None,
+        tier=row.get("tier"),
+        relationship_stage=row.get("relationship_stage"),
+        drivers=row.get("drivers", []),
+        actions=row.get("actions", []),
+        missing_features=[n for n in model.scorer.spec.names if payload.features.get(n) is None],
+        model_name=row.get("model_name"),
+        model_version=row.get("model_version"),
+        playbook_version=row.get("playbook_version"),
+    )
+    return json_response(result.model_dump_json().encode())
