@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/kam demo
 
+# coverage follows the files where they lie (kam/features etc. are links to the top-level folders)
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not slow" --cov=kam --cov-report=term:skip-covered
+	$(BIN)/pytest -m "not slow" --cov=kam --cov=features --cov=models --cov=training --cov=serving --cov-report=term:skip-covered
 
 test-all: install
 	$(BIN)/pytest
