@@ -2,9 +2,10 @@
 
 For each contract table, ``ingest`` finds its file in the data folder (``<table>.csv``,
 ``<table>.csv.gz`` or ``<table>.parquet``, or the file a mapping names), renames an export's
-columns onto the contract, validates every row (``features.validation``), writes the kept rows to
-the store and the rejected rows, with their reasons, to ``<rejects_dir>/<table>.csv``. Nothing is
-lost: for every table, kept + rejected == read.
+columns onto the contract (computing revenue from quantity x unit price and marking credit lines
+when the mapping asks for it), validates every row (``features.validation``), writes the kept
+rows to the store and the rejected rows, with their reasons, to ``<rejects_dir>/<table>.csv``.
+Nothing is lost: for every table, kept + rejected == read.
 
 Only ``orders`` is required. Without an accounts file the account master is derived from the
 orders (one row per account, ``created_at`` = first order date); with one, child rows whose
@@ -30,7 +31,7 @@ from kam.features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES,
 from kam.features.errors import DataContractError
 from kam.features.mapping import TableMapping, load_mapping
 from kam.features.store import connect, write_table
-from kam.features.validation import DATE, STRING, Checked, check_table
+from kam.features.validation import DATE, STRING, Checked, check_table, to_number
 
 RUNS_TABLE = "ingest_runs"
 REASON_COLUMN = "reason"
@@ -56,6 +57,8 @@ class TableReport:
     other_mapped: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per category column, the unknown values mapped to ``other`` and how often."""
     ignored_columns: tuple[str, ...] = ()
+    credit_lines: int = 0
+    """Kept lines the mapping marks as credit notes, stored with negative revenue."""
     rejects_file: Path | None = None
     latest_event: pd.Timestamp | None = None
     """Latest event date among the kept rows (for deliveries, the latest delivered date)."""
@@ -81,7 +84,8 @@ class IngestReport:
         return sum(t.rejected for t in self.tables.values())
 
     def as_rows(self) -> list[dict[str, Any]]:
-        """One row per table, for printing: source file name, counts, reasons, ``other`` counts.
+        """One row per table, for printing: source file name, counts, reasons, ``other`` counts,
+        and the lines kept as credit notes (``mapping.credit_notes``).
 
         Reasons read ``"duplicate order_id (2)"``; values mapped to other read
         ``"channel: fax, telex (3)"`` (at most three examples per column).
@@ -102,6 +106,7 @@ class IngestReport:
                     "rejected": report.rejected,
                     "rejected by reason": reasons,
                     "mapped to other": other,
+                    "credit lines": report.credit_lines,
                 }
             )
         return rows
@@ -123,6 +128,7 @@ class _Result:
     ignored: tuple[str, ...]
     rejects: pd.DataFrame | None
     """Rejected rows as the file holds them, plus generated ids and the reason."""
+    credit_lines: int = 0
 
 
 def ingest(
@@ -291,8 +297,9 @@ def _normalise(name: str) -> str:
 
 def _to_contract(
     raw: pd.DataFrame, source: _Source
-) -> tuple[pd.DataFrame, dict[str, pd.Series], tuple[str, ...]]:
-    """Raw values under contract names, generated id columns, and the columns left unused."""
+) -> tuple[pd.DataFrame, dict[str, pd.Series], tuple[str, ...], np.ndarray]:
+    """Raw values under contract names, generated id columns, the columns left unused, and the
+    mask of credit lines (``credit_notes``)."""
     table, mapping, path = source.table, source.mapping, source.path
     found = ", ".join(raw.columns) or "none"
     absent = [s for s in mapping.columns if s not in raw.columns]
@@ -330,7 +337,15 @@ def _to_contract(
             pc.cast(numbers, pyarrow.large_string()).to_pandas(), index=raw.index, dtype=STRING
         )
 
-    missing = [c for c in table.required if c not in chosen and c not in generated]
+    if mapping.revenue_from is not None and "revenue" in chosen:
+        raise DataContractError(
+            f"{path}: the mapping computes revenue from quantity and unit price, but column "
+            f"'{chosen['revenue']}' already gives it"
+        )
+    computed = {"revenue"} if mapping.revenue_from is not None else set()
+    missing = [
+        c for c in table.required if c not in chosen and c not in generated and c not in computed
+    ]
     if missing:
         plural = "s" if len(missing) > 1 else ""
         raise DataContractError(
@@ -345,22 +360,87 @@ def _to_contract(
             columns[name] = generated[name]
         else:
             columns[name] = pd.Series(np.nan, index=raw.index, dtype=STRING)
-    ignored = tuple(c for c in raw.columns if c not in chosen.values())
-    return pd.DataFrame(columns, index=raw.index), generated, ignored
+    used = set(chosen.values())
+    credits = np.zeros(len(raw), dtype=bool)
+    if mapping.revenue_from is not None or mapping.marks_credits:
+        columns["revenue"], credits, inputs = _revenue(raw, columns, chosen, source)
+        used |= inputs
+    ignored = tuple(c for c in raw.columns if c not in used)
+    return pd.DataFrame(columns, index=raw.index), generated, ignored, credits
+
+
+def _revenue(
+    raw: pd.DataFrame, columns: dict[str, pd.Series], chosen: dict[str, str], source: _Source
+) -> tuple[pd.Series, np.ndarray, set[str]]:
+    """Revenue computed from quantity x unit price and/or negated on credit lines.
+
+    Returns the revenue column (numbers, with the raw inputs as text where they are not numbers,
+    so that validation rejects those rows), the mask of credit lines, and the source columns read.
+    """
+    mapping, path = source.mapping, source.path
+    inputs: set[str] = set()
+
+    def read(name: str, key: str) -> pd.Series:
+        # A source column of the file, or else a contract column already read from one.
+        if name in raw.columns:
+            inputs.add(name)
+            return raw[name]
+        if name in chosen:
+            return raw[chosen[name]]
+        raise DataContractError(
+            f"{path}: the mapping's {key} names column '{name}', but the file has no such column "
+            f"and none is read as {source.table.name}.{name} "
+            f"(columns found: {', '.join(raw.columns) or 'none'})"
+        )
+
+    if mapping.revenue_from is not None:
+        quantity_raw = read(mapping.revenue_from["quantity"], "revenue_from.quantity")
+        price_raw = read(mapping.revenue_from["unit_price"], "revenue_from.unit_price")
+        quantity, quantity_bad = to_number(quantity_raw)
+        price, price_bad = to_number(price_raw)
+        amount = quantity * price
+        bad = quantity_bad | price_bad
+        shown = _as_text(quantity_raw) + " x " + _as_text(price_raw)
+    else:
+        quantity = to_number(columns["quantity"])[0]
+        amount, bad = to_number(columns["revenue"])
+        shown = columns["revenue"]
+
+    credits = np.zeros(len(raw), dtype=bool)
+    if mapping.credit_prefixes:
+        ids = _as_text(read(mapping.credit_column or "order_id", "credit_notes.column"))
+        credits |= ids.str.startswith(mapping.credit_prefixes).fillna(False).to_numpy(dtype=bool)
+    if mapping.credit_negative_quantity:
+        credits |= (quantity < 0).to_numpy(dtype=bool)
+    amount = amount.mask(credits, -amount.abs())
+    if not bad.any():
+        return amount, credits, inputs
+    revenue = amount.astype(object)
+    revenue[bad] = shown[bad]
+    return revenue, credits, inputs
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    return values.astype(STRING).str.strip().fillna("")
 
 
 def _ingest_table(source: _Source, known_accounts: pd.Index | None) -> _Result:
     raw = _read(source)
-    frame, generated, ignored = _to_contract(raw, source)
+    frame, generated, ignored, credits = _to_contract(raw, source)
+    unparsed = {}
+    if source.mapping.revenue_from is not None:
+        unparsed["revenue"] = "quantity x unit price not a number"
     checked = check_table(
         frame,
         source.table,
         date_formats=source.mapping.date_format,
         known_accounts=known_accounts if source.table.child_of_accounts else None,
+        unparsed=unparsed,
     )
     # Only the rejected rows of the raw file are kept, so memory holds one full copy at a time.
     rejects = _rejects_frame(raw, generated, checked.reasons) if len(checked.reasons) else None
-    return _Result(source, len(raw), checked, ignored, rejects)
+    credits[checked.reasons.index.to_numpy()] = False
+    return _Result(source, len(raw), checked, ignored, rejects, int(credits.sum()))
 
 
 def _rejects_frame(
@@ -382,6 +462,8 @@ def _say_counts(say: Callable[[str], None], name: str, result: _Result) -> None:
     checked = result.checked
     kept, rejected = len(checked.clean), len(checked.reasons)
     say(f"{name}: {result.read:,} read, {kept:,} kept, {rejected:,} rejected")
+    if result.credit_lines:
+        say(f"{name}: {result.credit_lines:,} credit lines kept with negative revenue")
     for column, counts in checked.other_mapped.items():
         examples = ", ".join(repr(v) for v in list(counts)[:3])
         say(
@@ -418,6 +500,7 @@ def _table_report(name: str, result: _Result, rejects_dir: Path) -> TableReport:
         reasons=checked.reason_counts,
         other_mapped=checked.other_mapped,
         ignored_columns=result.ignored,
+        credit_lines=result.credit_lines,
         rejects_file=rejects_dir / f"{name}.csv" if rejected else None,
         latest_event=None if latest is None or pd.isna(latest) else pd.Timestamp(latest),
     )

@@ -15,6 +15,19 @@ A mapping is a YAML file with one entry per contract table, for example::
       date_format: "%Y%m%d"       # or {order_date: "%Y%m%d"} per column
       id_from_row: order_id       # the log has no order id: number the rows
 
+Two more keys are for ``orders`` only, to read an ERP's order lines as they are exported::
+
+      revenue_from: {quantity: Quantity, unit_price: UnitPrice}   # revenue = quantity x price
+      credit_notes: {id_prefix: [C, CN-], column: InvoiceNo}      # and/or negative_quantity: true
+
+``revenue_from`` computes revenue at ingestion (``quantity`` names a source column or a contract
+column, ``unit_price`` a source column); a row whose quantity or price is not a number is
+rejected. ``credit_notes`` marks credit notes and cancelled lines, by the prefix of an id
+(``column``, a source or contract column, defaults to the column read as ``order_id``) and/or by a
+negative quantity; marked lines are kept with negative revenue (-abs(revenue)), as the data
+contract has it, and counted in the ingest report. ``features/mappings/erp_lines.yaml`` is a worked
+example.
+
 Every key is optional; tables the mapping leaves out are found by their contract names. Column
 names are normalised here, once, at the boundary; nothing deeper sees an export's own names.
 """
@@ -42,7 +55,12 @@ KEYS = (
     "id_from_row",
     "sep",
     "encoding",
+    "revenue_from",
+    "credit_notes",
 )
+ORDERS_ONLY = ("revenue_from", "credit_notes")
+REVENUE_FROM_KEYS = ("quantity", "unit_price")
+CREDIT_NOTES_KEYS = ("id_prefix", "column", "negative_quantity")
 
 BUILTIN_MAPPINGS = Path(__file__).with_name("mappings")
 """Folder of the mappings shipped with the package (e.g. ``cdnow.yaml``)."""
@@ -58,7 +76,9 @@ class TableMapping:
 
     ``columns`` maps source column names onto contract names; ``date_format`` maps contract date
     columns onto ``strptime`` formats; ``id_from_row`` names an id column to generate from the
-    1-based row number.
+    1-based row number. ``revenue_from`` holds the ``quantity`` and ``unit_price`` columns revenue
+    is computed from; ``credit_prefixes`` (matched against ``credit_column``, or the column read as
+    ``order_id`` when None) and ``credit_negative_quantity`` mark the lines kept as credits.
     """
 
     table: str
@@ -71,6 +91,15 @@ class TableMapping:
     id_from_row: str | None = None
     sep: str | None = None
     encoding: str | None = None
+    revenue_from: dict[str, str] | None = None
+    credit_prefixes: tuple[str, ...] = ()
+    credit_column: str | None = None
+    credit_negative_quantity: bool = False
+
+    @property
+    def marks_credits(self) -> bool:
+        """Whether the mapping marks some lines as credits."""
+        return bool(self.credit_prefixes) or self.credit_negative_quantity
 
 
 def load_mapping(path: Path) -> dict[str, TableMapping]:
@@ -166,6 +195,20 @@ def _table_mapping(path: Path, name: str, entry: Any) -> TableMapping:
             codecs.lookup(encoding)
         except LookupError as err:
             raise fail("encoding", f"unknown encoding {encoding!r}") from err
+
+    for key in ORDERS_ONLY:
+        if key in entry and name != "orders":
+            raise fail(key, "applies to the orders table only")
+    revenue_from = _revenue_from(entry.get("revenue_from"), fail)
+    if revenue_from is not None and "revenue" in columns.values():
+        raise fail("revenue_from", "revenue is also mapped from a column under 'columns'")
+    prefixes, credit_column, negative_quantity = _credit_notes(entry.get("credit_notes"), fail)
+    if prefixes and credit_column is None and id_from_row == "order_id":
+        raise fail(
+            "credit_notes",
+            "order_id is numbered from the rows, so 'id_prefix' needs 'column': the column "
+            "holding the invoice or credit note id",
+        )
     return TableMapping(
         table=name,
         file=file,
@@ -177,6 +220,10 @@ def _table_mapping(path: Path, name: str, entry: Any) -> TableMapping:
         id_from_row=id_from_row,
         sep=sep,
         encoding=encoding,
+        revenue_from=revenue_from,
+        credit_prefixes=prefixes,
+        credit_column=credit_column,
+        credit_negative_quantity=negative_quantity,
     )
 
 
@@ -243,3 +290,53 @@ def _date_format(value: Any, table: Table, fail: Any) -> dict[str, str]:
     raise fail(
         "date_format", f"expected a format such as '%Y%m%d' (or one per date column), got {value!r}"
     )
+
+
+def _revenue_from(value: Any, fail: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    expected = "{quantity: <column>, unit_price: <column>}"
+    if not isinstance(value, dict):
+        raise fail("revenue_from", f"expected {expected}, got {value!r}")
+    for key in value:
+        if key not in REVENUE_FROM_KEYS:
+            raise fail("revenue_from", f"'{key}' is not one of {', '.join(REVENUE_FROM_KEYS)}")
+    for key in REVENUE_FROM_KEYS:
+        if key not in value:
+            raise fail("revenue_from", f"'{key}' is missing: expected {expected}")
+        column = value[key]
+        if not isinstance(column, str) or not column:
+            raise fail("revenue_from", f"'{key}': expected a column name, got {column!r}")
+    return {key: value[key] for key in REVENUE_FROM_KEYS}
+
+
+def _credit_notes(value: Any, fail: Any) -> tuple[tuple[str, ...], str | None, bool]:
+    if value is None:
+        return (), None, False
+    expected = "{id_prefix: <prefix or list>, column: <column>, negative_quantity: true}"
+    if not isinstance(value, dict) or not value:
+        raise fail("credit_notes", f"expected {expected}, got {value!r}")
+    for key in value:
+        if key not in CREDIT_NOTES_KEYS:
+            raise fail("credit_notes", f"'{key}' is not one of {', '.join(CREDIT_NOTES_KEYS)}")
+    prefixes = value.get("id_prefix", [])
+    if isinstance(prefixes, str):
+        prefixes = [prefixes]
+    if (
+        not isinstance(prefixes, list)
+        or ("id_prefix" in value and not prefixes)
+        or not all(isinstance(p, str) and p for p in prefixes)
+    ):
+        raise fail(
+            "credit_notes",
+            f"'id_prefix': expected a prefix or a list of prefixes, got {value['id_prefix']!r}",
+        )
+    column = value.get("column")
+    if column is not None and (not isinstance(column, str) or not column):
+        raise fail("credit_notes", f"'column': expected a column name, got {column!r}")
+    if column is not None and not prefixes:
+        raise fail("credit_notes", "'column' names where to match 'id_prefix', which is missing")
+    negative = value.get("negative_quantity", False)
+    if not isinstance(negative, bool):
+        raise fail("credit_notes", f"'negative_quantity': expected true or false, got {negative!r}")
+    return tuple(prefixes), column, negative

@@ -138,6 +138,7 @@ def check_table(
     *,
     date_formats: dict[str, str] | None = None,
     known_accounts: pd.Index | None = None,
+    unparsed: dict[str, str] | None = None,
 ) -> Checked:
     """Coerce and validate one table, splitting kept rows from rejected rows with reasons.
 
@@ -153,6 +154,9 @@ def check_table(
         format guessed from their values when those are not ISO 8601.
     known_accounts
         Account ids a child table's rows must belong to, or None to skip that check.
+    unparsed
+        Per column, the problem to report for a value that does not parse, in place of
+        ``"not a number"`` or ``"unparseable date"`` (for a column computed from others).
 
     Returns
     -------
@@ -168,7 +172,7 @@ def check_table(
     except pa.errors.SchemaErrors as err:
         failures = err.failure_cases
 
-    entries = _parse_entries(frame, table, parse_failures)
+    entries = _parse_entries(frame, table, parse_failures, unparsed or {})
     entries.append(_schema_entries(frame, table, failures, parse_failures))
     reasons, counts = _assemble(entries, table)
     keep = np.ones(len(frame), dtype=bool)
@@ -206,7 +210,7 @@ def coerce(
         if col.kind == "date":
             typed[col.name], bad = _to_date(raw, date_formats.get(col.name))
         elif col.kind == "number":
-            typed[col.name], bad = _to_number(raw)
+            typed[col.name], bad = to_number(raw)
         elif col.kind == "category":
             typed[col.name], counts = _to_category(raw, col.categories)
             if counts:
@@ -231,7 +235,9 @@ def _to_text(raw: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def _to_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def to_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Raw values as ``float64`` (null where absent or not a plain number), and the mask of rows
+    whose value was present but not a number."""
     if is_numeric_dtype(raw.dtype) and not is_bool_dtype(raw.dtype):
         values = raw.astype(NUMBER)
         present = values.notna().to_numpy()
@@ -321,12 +327,16 @@ def _shown(values: pd.Series) -> pd.Series:
 
 
 def _parse_entries(
-    frame: pd.DataFrame, table: Table, parse_failures: dict[str, np.ndarray]
+    frame: pd.DataFrame,
+    table: Table,
+    parse_failures: dict[str, np.ndarray],
+    unparsed: dict[str, str],
 ) -> list[pd.DataFrame]:
     entries = []
     for name, bad in parse_failures.items():
         rows = np.flatnonzero(bad)
         problem = "unparseable date" if table.column(name).kind == "date" else "not a number"
+        problem = unparsed.get(name, problem)
         kind = f"{name}: {problem}"
         entries.append(_entry(rows, kind, name, table, frame[name].iloc[rows]))
     return entries

@@ -275,6 +275,7 @@ def test_kept_plus_rejected_equals_read_and_every_good_row_is_kept(tmp_path: Pat
         "rejected by reason": "unknown account_id (not in accounts) (3); "
         "duplicate order_id (1); revenue: not a number (1)",
         "mapped to other": "",
+        "credit lines": 0,
     }
 
 
@@ -798,3 +799,220 @@ def test_scheduled_deliveries_do_not_move_the_end_of_the_data(tmp_path: Path) ->
     report = run(tmp_path)
     assert report["deliveries"].latest_event == pd.Timestamp("2024-01-06")
     assert report.data_end == pd.Timestamp("2024-01-06")
+
+
+ERP_LINES = """\
+Invoice,Customer,Date,Qty,Price
+1001,K1,2024-01-05,3,2.5
+C1002,K1,2024-01-06,2,4
+1003,K2,2024-01-07,-1,10
+CN-1004,K2,2024-01-08,1,0.5
+C1005,K2,2024-01-09,-2,3
+"""
+ERP_MAPPING = """\
+orders:
+  file: lines.csv
+  columns: {Customer: account_id, Date: order_date, Qty: quantity}
+  id_from_row: order_id
+  revenue_from: {quantity: Qty, unit_price: Price}
+"""
+
+
+@pytest.mark.parametrize(
+    ("credit_notes", "revenue", "credit_lines"),
+    [
+        pytest.param("", [7.5, 8.0, -10.0, 0.5, -6.0], 0, id="no-credit-notes"),
+        pytest.param(
+            "{id_prefix: C, column: Invoice}", [7.5, -8.0, -10.0, -0.5, -6.0], 3, id="by-prefix"
+        ),
+        pytest.param(
+            "{id_prefix: [CN-, X], column: Invoice}",
+            [7.5, 8.0, -10.0, -0.5, -6.0],
+            1,
+            id="by-prefix-list",
+        ),
+        pytest.param(
+            "{negative_quantity: true}", [7.5, 8.0, -10.0, 0.5, -6.0], 2, id="by-negative-quantity"
+        ),
+        pytest.param(
+            "{id_prefix: C, column: Invoice, negative_quantity: true}",
+            [7.5, -8.0, -10.0, -0.5, -6.0],
+            4,
+            id="by-both",
+        ),
+    ],
+)
+def test_revenue_from_quantity_and_unit_price_with_credit_notes_negative(
+    tmp_path: Path, credit_notes: str, revenue: list[float], credit_lines: int
+) -> None:
+    write(tmp_path, "lines.csv", ERP_LINES)
+    mapping = ERP_MAPPING + (f"  credit_notes: {credit_notes}\n" if credit_notes else "")
+    write(tmp_path, "mapping.yaml", mapping)
+    report = run(tmp_path, mapping=tmp_path / "mapping.yaml")
+
+    frame = stored(tmp_path, "orders")
+    assert frame["order_id"].tolist() == ["1", "2", "3", "4", "5"]
+    pd.testing.assert_series_equal(frame["revenue"], numbers(*revenue), check_names=False)
+    pd.testing.assert_series_equal(frame["quantity"], numbers(3, 2, -1, 1, -2), check_names=False)
+    assert report["orders"].credit_lines == credit_lines
+    assert report["orders"].ignored_columns == (
+        ("Invoice",) if "Invoice" not in credit_notes else ()
+    )
+    assert report["orders"].rejected == 0
+    row = next(r for r in report.as_rows() if r["table"] == "orders")
+    assert row["credit lines"] == credit_lines
+
+
+def test_credit_notes_negate_a_mapped_revenue_matched_on_the_order_id(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "orders.csv",
+        f"{ORDERS_HEADER}\nO1,A1,2024-01-05,10\nC-2,A1,2024-01-06,4\nC-3,A1,2024-01-07,-3\n",
+    )
+    write(tmp_path, "mapping.yaml", "orders:\n  credit_notes: {id_prefix: C-}\n")
+    report = run(tmp_path, mapping=tmp_path / "mapping.yaml")
+
+    frame = stored(tmp_path, "orders")
+    assert frame["order_id"].tolist() == ["C-2", "C-3", "O1"]
+    assert frame["revenue"].tolist() == [-4.0, -3.0, 10.0]
+    assert report["orders"].credit_lines == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "kind"),
+    [
+        pytest.param(
+            "C9,K1,2024-01-10,3,abc",
+            "revenue: quantity x unit price not a number '3 x abc'",
+            "revenue: quantity x unit price not a number",
+            id="price-not-a-number",
+        ),
+        pytest.param(
+            "9,K1,2024-01-10,2 boxes,2.5",
+            "revenue: quantity x unit price not a number '2 boxes x 2.5'; "
+            "quantity: not a number '2 boxes'",
+            "revenue: quantity x unit price not a number",
+            id="quantity-not-a-number",
+        ),
+        pytest.param(
+            "9,K1,2024-01-10,3,",
+            "missing required value revenue",
+            "missing required value revenue",
+            id="price-missing",
+        ),
+    ],
+)
+def test_line_whose_quantity_or_price_is_not_a_number_is_rejected_with_its_reason(
+    tmp_path: Path, line: str, reason: str, kind: str
+) -> None:
+    write(tmp_path, "lines.csv", ERP_LINES + line + "\n")
+    mapping = ERP_MAPPING + "  credit_notes: {id_prefix: C, column: Invoice}\n"
+    write(tmp_path, "mapping.yaml", mapping)
+    report = run(tmp_path, mapping=tmp_path / "mapping.yaml")
+
+    rejected = rejects(tmp_path, "orders")
+    assert rejected.columns.tolist() == [
+        "Invoice",
+        "Customer",
+        "Date",
+        "Qty",
+        "Price",
+        "order_id",
+        "reason",
+    ]
+    assert rejected[["order_id", "reason"]].values.tolist() == [["6", reason]]
+    assert report["orders"].reasons[kind] == 1
+    assert (report["orders"].read, report["orders"].kept, report["orders"].rejected) == (6, 5, 1)
+    assert report["orders"].credit_lines == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "orders: {revenue_from: {quantity: Qty}}\n",
+            "table 'orders', key 'revenue_from': 'unit_price' is missing",
+            id="revenue-from-without-unit-price",
+        ),
+        pytest.param(
+            "orders: {revenue_from: {quantity: Qty, price: P, unit_price: P}}\n",
+            "table 'orders', key 'revenue_from': 'price' is not one of quantity, unit_price",
+            id="revenue-from-unknown-key",
+        ),
+        pytest.param(
+            "orders: {revenue_from: Qty * Price}\n",
+            "table 'orders', key 'revenue_from': expected {quantity",
+            id="revenue-from-not-a-mapping",
+        ),
+        pytest.param(
+            "orders: {columns: {Umsatz: revenue}, revenue_from: {quantity: Q, unit_price: P}}\n",
+            "table 'orders', key 'revenue_from': revenue is also mapped",
+            id="revenue-from-and-a-revenue-column",
+        ),
+        pytest.param(
+            "orders: {credit_notes: {prefix: C}}\n",
+            "table 'orders', key 'credit_notes': 'prefix' is not one of",
+            id="credit-notes-unknown-key",
+        ),
+        pytest.param(
+            "orders: {credit_notes: {id_prefix: []}}\n",
+            "table 'orders', key 'credit_notes': 'id_prefix': expected a prefix",
+            id="credit-notes-empty-prefix",
+        ),
+        pytest.param(
+            "orders: {credit_notes: {negative_quantity: maybe}}\n",
+            "table 'orders', key 'credit_notes': 'negative_quantity': expected true or false",
+            id="credit-notes-negative-quantity-not-a-bool",
+        ),
+        pytest.param(
+            "orders: {id_from_row: order_id, credit_notes: {id_prefix: C}}\n",
+            "table 'orders', key 'credit_notes': order_id is numbered from the rows",
+            id="credit-notes-prefix-on-numbered-rows",
+        ),
+        pytest.param(
+            "complaints: {credit_notes: {negative_quantity: true}}\n",
+            "table 'complaints', key 'credit_notes': applies to the orders table only",
+            id="credit-notes-outside-orders",
+        ),
+    ],
+)
+def test_malformed_order_line_keys_name_the_key_and_the_problem(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write(tmp_path, "mapping.yaml", text)
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    assert expected in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_revenue_from_a_column_the_file_lacks_names_file_and_column(tmp_path: Path) -> None:
+    write(tmp_path, "lines.csv", ERP_LINES)
+    write(tmp_path, "mapping.yaml", ERP_MAPPING.replace("unit_price: Price", "unit_price: Preis"))
+    with pytest.raises(DataContractError, match=r"lines\.csv.*revenue_from\.unit_price.*'Preis'"):
+        run(tmp_path, mapping=tmp_path / "mapping.yaml")
+
+
+def test_shipped_erp_lines_mapping_ingests_its_example_rows(tmp_path: Path) -> None:
+    mapping = BUILTIN_MAPPINGS / "erp_lines.yaml"
+    example = [
+        line.removeprefix("#     ")
+        for line in mapping.read_text().splitlines()
+        if line.startswith("#     ") and "," in line
+    ]
+    write(tmp_path, "erp_lines.csv", "\n".join(example) + "\n")
+    report = run(tmp_path, mapping=mapping)
+
+    frame = stored(tmp_path, "orders")
+    assert frame["order_id"].tolist() == ["1", "2", "3"]
+    assert frame["account_id"].tolist() == ["17850", "17850", "14527"]
+    assert frame["order_date"].tolist() == [
+        pd.Timestamp("2010-12-01 08:26"),
+        pd.Timestamp("2010-12-01 08:26"),
+        pd.Timestamp("2010-12-01 09:41"),
+    ]
+    assert frame["revenue"].tolist() == [6 * 2.55, 6 * 3.39, -27.5]
+    assert frame["quantity"].tolist() == [6.0, 6.0, -1.0]
+    assert report["orders"].credit_lines == 1
+    assert report["orders"].rejected == 0
+    assert report["orders"].ignored_columns == ("StockCode", "Description", "Country")
