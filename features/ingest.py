@@ -14,7 +14,6 @@ account it does not list are rejected.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,18 +23,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow
-import pyarrow.compute as pc
 
-from kam.features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES, TABLES, Table
+from kam.features.contract import ACCOUNTS, EVENT_DATE, ORDERS, REQUIRED_TABLES, TABLES
 from kam.features.errors import DataContractError
+from kam.features.exports import EXTENSIONS, Source, locate, read_source, to_contract
 from kam.features.mapping import TableMapping, load_mapping
 from kam.features.store import connect, write_table
-from kam.features.validation import DATE, STRING, Checked, check_table, to_number
+from kam.features.validation import DATE, STRING, Checked, check_table
 
 RUNS_TABLE = "ingest_runs"
 REASON_COLUMN = "reason"
-_EXTENSIONS = (".csv", ".csv.gz", ".parquet")
 # Children are validated after accounts, so their account ids can be checked against it.
 _ORDER = ("accounts", "orders", "interactions", "complaints", "deliveries", "actions")
 # The date up to which a table shows what happened. A promised delivery date can lie beyond the
@@ -112,17 +109,9 @@ class IngestReport:
         return rows
 
 
-@dataclass(frozen=True)
-class _Source:
-    table: Table
-    path: Path
-    format: str
-    mapping: TableMapping
-
-
 @dataclass
 class _Result:
-    source: _Source | None
+    source: Source | None
     read: int
     checked: Checked
     ignored: tuple[str, ...]
@@ -182,12 +171,12 @@ def ingest(
         raise DataContractError(f"data folder {data_dir} does not exist")
     mappings = load_mapping(mapping) if mapping is not None else {}
     sources = {
-        name: _locate(TABLES[name], data_dir, mappings.get(name, TableMapping(name)))
+        name: locate(TABLES[name], data_dir, mappings.get(name, TableMapping(name)))
         for name in _ORDER
     }
     for name in REQUIRED_TABLES:
         if sources[name] is None:
-            looked = ", ".join(name + ext for ext in _EXTENSIONS)
+            looked = ", ".join(name + ext for ext in EXTENSIONS)
             raise DataContractError(
                 f"no {name} table in {data_dir}: looked for {looked} "
                 "(or give a mapping file that names the file)"
@@ -231,202 +220,9 @@ def ingest(
     )
 
 
-def _locate(table: Table, data_dir: Path, mapping: TableMapping) -> _Source | None:
-    if mapping.file is not None:
-        path = data_dir / mapping.file
-        if not path.is_file():
-            raise DataContractError(
-                f"the mapping names {path} for table {table.name}, but there is no such file"
-            )
-    else:
-        found = [data_dir / (table.name + ext) for ext in _EXTENSIONS]
-        found = [p for p in found if p.is_file()]
-        if not found:
-            return None
-        if len(found) > 1:
-            names = " and ".join(p.name for p in found)
-            raise DataContractError(
-                f"{data_dir} holds both {names} for table {table.name}: keep one"
-            )
-        path = found[0]
-    fmt = mapping.format or _format_of(path)
-    if fmt is None:
-        raise DataContractError(
-            f"cannot tell the format of {path} (table {table.name}) from its name: "
-            "give format (csv, parquet or whitespace) in the mapping"
-        )
-    return _Source(table, path, fmt, mapping)
-
-
-def _format_of(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if re.search(r"\.csv(\.(gz|bz2|zip|xz|zst))?$", name):
-        return "csv"
-    return None
-
-
-def _read(source: _Source) -> pd.DataFrame:
-    """The file's rows with its own column names; text formats keep every value as a string."""
-    mapping, path = source.mapping, source.path
-    header = 0 if mapping.header else None
-    options: dict[str, Any] = {"dtype": str, "header": header}
-    if mapping.names is not None:
-        options["names"] = list(mapping.names)
-    if mapping.encoding is not None:
-        options["encoding"] = mapping.encoding
-    try:
-        if source.format == "parquet":
-            frame = pd.read_parquet(path)
-        elif source.format == "whitespace":
-            frame = pd.read_csv(path, sep=r"\s+", engine="c", **options)
-        else:
-            # Strings throughout, so ids keep their leading zeros and rejects show what the file
-            # holds; the pyarrow reader is several times faster than the C one on large files.
-            frame = pd.read_csv(path, sep=mapping.sep or ",", engine="pyarrow", **options)
-    except (OSError, ValueError, pyarrow.ArrowException) as err:
-        raise DataContractError(f"cannot read {path} (table {source.table.name}): {err}") from err
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True)
-
-
-def _normalise(name: str) -> str:
-    return name.strip().lstrip("\ufeff").strip().lower()
-
-
-def _to_contract(
-    raw: pd.DataFrame, source: _Source
-) -> tuple[pd.DataFrame, dict[str, pd.Series], tuple[str, ...], np.ndarray]:
-    """Raw values under contract names, generated id columns, the columns left unused, and the
-    mask of credit lines (``credit_notes``)."""
-    table, mapping, path = source.table, source.mapping, source.path
-    found = ", ".join(raw.columns) or "none"
-    absent = [s for s in mapping.columns if s not in raw.columns]
-    if absent:
-        raise DataContractError(
-            f"{path}: the mapping renames column {', '.join(absent)} for table {table.name}, "
-            f"but the file has no such column (columns found: {found})"
-        )
-    chosen: dict[str, str] = {}  # contract name -> source column
-    for source_name, target in mapping.columns.items():
-        chosen[target] = source_name
-    for column in raw.columns:
-        if column in mapping.columns:
-            continue
-        target = _normalise(column)
-        if target not in table.names or target in mapping.columns.values():
-            continue
-        if target in chosen:
-            raise DataContractError(
-                f"{path}: columns '{chosen[target]}' and '{column}' both read as "
-                f"{table.name}.{target}: rename or drop one"
-            )
-        chosen[target] = column
-
-    generated: dict[str, pd.Series] = {}
-    if mapping.id_from_row is not None:
-        target = mapping.id_from_row
-        if target in chosen:
-            raise DataContractError(
-                f"{path}: the mapping generates {target} from the row number, but column "
-                f"'{chosen[target]}' already gives it"
-            )
-        numbers = pyarrow.array(np.arange(1, len(raw) + 1, dtype=np.int64))
-        generated[target] = pd.Series(
-            pc.cast(numbers, pyarrow.large_string()).to_pandas(), index=raw.index, dtype=STRING
-        )
-
-    if mapping.revenue_from is not None and "revenue" in chosen:
-        raise DataContractError(
-            f"{path}: the mapping computes revenue from quantity and unit price, but column "
-            f"'{chosen['revenue']}' already gives it"
-        )
-    computed = {"revenue"} if mapping.revenue_from is not None else set()
-    missing = [
-        c for c in table.required if c not in chosen and c not in generated and c not in computed
-    ]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise DataContractError(
-            f"{path} lacks required column{plural} {', '.join(missing)} of table {table.name} "
-            f"(columns found: {found}); a mapping file can rename an export's columns"
-        )
-    columns = {}
-    for name in table.names:
-        if name in chosen:
-            columns[name] = raw[chosen[name]]
-        elif name in generated:
-            columns[name] = generated[name]
-        else:
-            columns[name] = pd.Series(np.nan, index=raw.index, dtype=STRING)
-    used = set(chosen.values())
-    credits = np.zeros(len(raw), dtype=bool)
-    if mapping.revenue_from is not None or mapping.marks_credits:
-        columns["revenue"], credits, inputs = _revenue(raw, columns, chosen, source)
-        used |= inputs
-    ignored = tuple(c for c in raw.columns if c not in used)
-    return pd.DataFrame(columns, index=raw.index), generated, ignored, credits
-
-
-def _revenue(
-    raw: pd.DataFrame, columns: dict[str, pd.Series], chosen: dict[str, str], source: _Source
-) -> tuple[pd.Series, np.ndarray, set[str]]:
-    """Revenue computed from quantity x unit price and/or negated on credit lines.
-
-    Returns the revenue column (numbers, with the raw inputs as text where they are not numbers,
-    so that validation rejects those rows), the mask of credit lines, and the source columns read.
-    """
-    mapping, path = source.mapping, source.path
-    inputs: set[str] = set()
-
-    def read(name: str, key: str) -> pd.Series:
-        # A source column of the file, or else a contract column already read from one.
-        if name in raw.columns:
-            inputs.add(name)
-            return raw[name]
-        if name in chosen:
-            return raw[chosen[name]]
-        raise DataContractError(
-            f"{path}: the mapping's {key} names column '{name}', but the file has no such column "
-            f"and none is read as {source.table.name}.{name} "
-            f"(columns found: {', '.join(raw.columns) or 'none'})"
-        )
-
-    if mapping.revenue_from is not None:
-        quantity_raw = read(mapping.revenue_from["quantity"], "revenue_from.quantity")
-        price_raw = read(mapping.revenue_from["unit_price"], "revenue_from.unit_price")
-        quantity, quantity_bad = to_number(quantity_raw)
-        price, price_bad = to_number(price_raw)
-        amount = quantity * price
-        bad = quantity_bad | price_bad
-        shown = _as_text(quantity_raw) + " x " + _as_text(price_raw)
-    else:
-        quantity = to_number(columns["quantity"])[0]
-        amount, bad = to_number(columns["revenue"])
-        shown = columns["revenue"]
-
-    credits = np.zeros(len(raw), dtype=bool)
-    if mapping.credit_prefixes:
-        ids = _as_text(read(mapping.credit_column or "order_id", "credit_notes.column"))
-        credits |= ids.str.startswith(mapping.credit_prefixes).fillna(False).to_numpy(dtype=bool)
-    if mapping.credit_negative_quantity:
-        credits |= (quantity < 0).to_numpy(dtype=bool)
-    amount = amount.mask(credits, -amount.abs())
-    if not bad.any():
-        return amount, credits, inputs
-    revenue = amount.astype(object)
-    revenue[bad] = shown[bad]
-    return revenue, credits, inputs
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    return values.astype(STRING).str.strip().fillna("")
-
-
-def _ingest_table(source: _Source, known_accounts: pd.Index | None) -> _Result:
-    raw = _read(source)
-    frame, generated, ignored, credits = _to_contract(raw, source)
+def _ingest_table(source: Source, known_accounts: pd.Index | None) -> _Result:
+    raw = read_source(source)
+    frame, generated, ignored, credits = to_contract(raw, source)
     unparsed = {}
     if source.mapping.revenue_from is not None:
         unparsed["revenue"] = "quantity x unit price not a number"
