@@ -205,3 +205,27 @@ def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
     assert any("no out-of-time test was possible" in w for w in outcome.evaluation.warnings)
     tags = MlflowClient(request.tracking_uri).get_run(outcome.run_id).data.tags
     assert tags["evaluation"] == "account-grouped folds"
+
+
+def test_a_fixed_tree_shape_other_than_the_value_models_fits(trained: dict) -> None:
+    """A refit keeps the backtest's shape; the value models keep theirs whatever it is."""
+    from kam.training.fit import FitOptions, fit_models, refit
+    from kam.training.splits import SplitPlan
+
+    mlflow.set_tracking_uri(trained["tracking"])
+    frame = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=trained["first"].run_id, artifact_path=TEST_SNAPSHOT
+        )
+    )
+    as_of = pd.Timestamp(frame["as_of"].iloc[0])
+    plan = SplitPlan(as_of, (as_of,), (), Period.parse("365d"))
+    names = list(trained["first"].fit.feature_names)
+    families = dict(trained["first"].fit.scorer.spec.families)
+    fit = fit_models(frame, plan, names, families, options=FitOptions(), capacity="medium",
+                     calibration="sigmoid")
+    assert fit.capacity == "medium" and fit.calibration == "sigmoid"
+    again = refit(fit, frame)
+    scores = again.predict_frame(frame)
+    assert scores["defection_probability"].between(0, 1).all()
+    assert (scores["value"] > 0).all()

@@ -14,16 +14,26 @@ from kam.models.scorer import EXPECTED_FEATURE, OFFSET_FEATURE, TENURE_FEATURE, 
 from kam.training.fit.options import EARLY_STOP, MAX_TREES, FitOptions
 
 
-def capacity_grid(n_rows: int) -> dict[str, dict[str, Any]]:
-    """Candidate tree shapes, kept in line with the data: small books get small trees."""
+def _shapes(n_rows: int) -> dict[str, dict[str, Any]]:
     leaf_floor = int(np.clip(n_rows / 400, 20, 200))
-    grid = {
+    return {
         "small": {"num_leaves": 7, "min_child_samples": leaf_floor * 2, "max_depth": 4},
         "medium": {"num_leaves": 15, "min_child_samples": leaf_floor, "max_depth": 6},
+        "large": {"num_leaves": 31, "min_child_samples": leaf_floor, "max_depth": 8},
     }
-    if n_rows >= 20_000:
-        grid["large"] = {"num_leaves": 31, "min_child_samples": leaf_floor, "max_depth": 8}
+
+
+def capacity_grid(n_rows: int) -> dict[str, dict[str, Any]]:
+    """Candidate tree shapes, kept in line with the data: small books get small trees."""
+    grid = _shapes(n_rows)
+    if n_rows < 20_000:
+        del grid["large"]
     return grid
+
+
+def tree_shape(name: str, n_rows: int) -> dict[str, Any]:
+    """The shape ``name`` sized for ``n_rows`` (a refit may see fewer rows than chose it)."""
+    return _shapes(n_rows)[name]
 
 
 def _params(shape: Mapping[str, Any], options: FitOptions, **extra: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from kam.training.fit.boosting import (
     _train,
     _value_target,
     capacity_grid,
+    tree_shape,
 )
 from kam.training.fit.choices import _choose_calibration, _choose_capacity
 from kam.training.fit.options import (
@@ -84,7 +85,9 @@ def fit_models(
     grid = capacity_grid(len(final_train))
     if capacity is not None:
         # the shape the backtest chose, sized for these rows (a larger book may add shapes)
-        grid = {capacity: (grid.get(capacity) or capacity_grid(20_000)[capacity])}
+        grid = {capacity: tree_shape(capacity, len(final_train))}
+    # the value models keep one shape whatever the defection model's (see VALUE_SHAPE)
+    value_shape = tree_shape(VALUE_SHAPE, len(final_train))
     offset_feature, tenure_feature, expected_feature = _offset_of(list(spec.names))
     if not options.expected_base:
         expected_feature = None
@@ -118,7 +121,7 @@ def fit_models(
         oos["window"].append(np.full(len(y_va), i))
 
         vt_tr, vt_va = _value_target(train), _value_target(valid)
-        shape = grid[VALUE_SHAPE]
+        shape = value_shape
         vparams = _params(
             shape,
             options,
@@ -192,7 +195,7 @@ def fit_models(
     vt_final = _value_target(final_train)
     value = _train(
         _params(
-            grid[VALUE_SHAPE],
+            value_shape,
             options,
             objective="tweedie",
             tweedie_variance_power=options.tweedie_power,
@@ -204,7 +207,7 @@ def fit_models(
         offset=log_base,
     )
     lower, upper = _quantile_pair(
-        spec, final_train, vt_final, grid[VALUE_SHAPE], options, value_rounds, base_of
+        spec, final_train, vt_final, value_shape, options, value_rounds, base_of
     )
     scorer = Scorer(
         spec=spec,
@@ -243,7 +246,8 @@ def refit(
     options = options or FitOptions()
     old = result.scorer
     spec = old.spec
-    grid = {**capacity_grid(20_000), **capacity_grid(len(snapshots))}
+    shape = tree_shape(result.capacity, len(snapshots))
+    value_shape = tree_shape(VALUE_SHAPE, len(snapshots))
     rounds, value_rounds = int(old.meta["defection_trees"]), int(old.meta["value_trees"])
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
@@ -257,17 +261,17 @@ def refit(
 
     y = snapshots["label_defection"].to_numpy(dtype=int)
     defection = _train(
-        _params(grid[result.capacity], options, objective="binary"), spec, snapshots, y,
+        _params(shape, options, objective="binary"), spec, snapshots, y,
         rounds=rounds,
     )
     target = _value_target(snapshots)
     value_params = _params(
-        grid[VALUE_SHAPE], options, objective="tweedie",
+        value_shape, options, objective="tweedie",
         tweedie_variance_power=options.tweedie_power,
     )
     value = _train(value_params, spec, snapshots, target, rounds=value_rounds, offset=log_base)
     lower, upper = _quantile_pair(
-        spec, snapshots, target, grid[VALUE_SHAPE], options, value_rounds, base_of
+        spec, snapshots, target, value_shape, options, value_rounds, base_of
     )
     return Scorer(
         spec=spec,
