@@ -40,6 +40,7 @@ from metrics_common import defection_metrics, format_table, value_metrics  # noq
 
 from kam.features.btyd import BetaGeo, GammaGamma, rfm_summary  # noqa: E402
 from kam.features.mapping import BUILTIN_MAPPINGS  # noqa: E402
+from kam.training.metrics import bootstrap_ci  # noqa: E402
 
 HORIZON_DAYS = 182
 N_BOOT = 300
@@ -109,18 +110,15 @@ def paired_ci(
     y: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, *, probability: bool, value: bool
 ) -> tuple[float, float]:
     """90% bootstrap interval of metric(a) - metric(b) over the same resampled customers."""
-    rng = np.random.default_rng(0)
-    diffs = []
-    for _ in range(N_BOOT):
-        i = rng.integers(0, len(y), len(y))
+
+    def difference(i: np.ndarray) -> dict[str, float]:
         if value:
-            m_a, m_b = value_metrics(y[i], a[i])[metric], value_metrics(y[i], b[i])[metric]
-        else:
-            m_a = defection_metrics(y[i], a[i], is_probability=probability)[metric]
-            m_b = defection_metrics(y[i], b[i], is_probability=probability)[metric]
-        diffs.append(m_a - m_b)
-    low, high = np.quantile(diffs, [0.05, 0.95])
-    return float(low), float(high)
+            return {metric: value_metrics(y[i], a[i])[metric] - value_metrics(y[i], b[i])[metric]}
+        first = defection_metrics(y[i], a[i], is_probability=probability)[metric]
+        second = defection_metrics(y[i], b[i], is_probability=probability)[metric]
+        return {metric: first - second}
+
+    return bootstrap_ci(difference, len(y), n_boot=N_BOOT, seed=0)[metric]
 
 
 def run(out: Path, cutoff: pd.Timestamp) -> dict:
