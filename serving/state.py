@@ -23,6 +23,7 @@ from kam.models.errors import ModelNotLoadedError
 from kam.models.registry import LoadedModel, load_model
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.stages import tier_cutoffs
+from kam.serving.record import RECORD
 from kam.serving.settings import ServeSettings
 from kam.serving.store import ScoresNotLoadedError, read_latest_scores
 
@@ -30,13 +31,23 @@ logger = logging.getLogger(__name__)
 
 MODEL = "model"
 SCORES = "scores"
-_NUMBERS = (
-    "defection_probability",
-    "value",
-    "value_low",
-    "value_high",
-    "value_at_stake",
-    "value_at_risk",
+BODY_COLUMNS = RECORD.body_columns
+# A body is the record's parts in order (:attr:`kam.serving.record.ScoreRecord.body_parts`):
+# each run of scalar fields encoded by DuckDB's ``to_json`` (its braces dropped by the query),
+# each list, stored as JSON text, checked and spliced in as it is. Splicing in Python is three
+# times faster than having DuckDB join the texts.
+_RUNS_SQL = (
+    "SELECT "
+    + ", ".join(
+        f"CAST({part.sql} AS VARCHAR)[2:-2] AS run{k}"
+        for k, part in enumerate(p for p in RECORD.body_parts if p.sql is not None)
+    )
+    + " FROM frame ORDER BY _position"
+)
+_BODY = (
+    "{"
+    + ",".join("%s" if p.sql is not None else f'"{p.list_field}":%s' for p in RECORD.body_parts)
+    + "}"
 )
 
 
@@ -46,31 +57,6 @@ def _texts(frame: pd.DataFrame, column: str) -> list[str | None]:
         return [None] * len(frame)
     missing = frame[column].isna().to_numpy()
     return [None if m else str(v) for v, m in zip(frame[column].tolist(), missing, strict=True)]
-
-
-def _head_sql() -> str:
-    """A DuckDB query turning each scores row into the JSON of its scalar fields."""
-
-    def number(column: str) -> str:
-        # JSON has no NaN or infinity: they become null
-        return f"'{column}': CASE WHEN isfinite(\"{column}\") THEN \"{column}\" END"
-
-    def text(column: str) -> str:
-        return f"'{column}': CAST(\"{column}\" AS VARCHAR)"
-
-    fields = [
-        *(text(c) for c in ("account_id", "name", "industry", "region", "account_manager")),
-        "'as_of': strftime(CAST(as_of AS DATE), '%Y-%m-%d')",
-        *(number(c) for c in _NUMBERS),
-        *(text(c) for c in ("tier", "relationship_stage")),
-        "'rank': CAST(\"rank\" AS BIGINT)",
-        *(text(c) for c in ("model_name", "model_version", "playbook_version")),
-        "'scored_at': strftime(CAST(scored_at AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S.%f')",
-    ]
-    return (
-        "SELECT CAST(to_json({" + ", ".join(fields) + "}) AS VARCHAR) AS head"
-        " FROM frame ORDER BY _position"
-    )
 
 
 def _json_list(value: str | None, account_id: str, column: str) -> str:
@@ -86,20 +72,13 @@ def _json_list(value: str | None, account_id: str, column: str) -> str:
     return text
 
 
-BODY_COLUMNS = (
-    "account_id", "as_of", "name", "industry", "region", "account_manager", *_NUMBERS, "tier",
-    "relationship_stage", "rank", "model_name", "model_version", "playbook_version",
-    "scored_at", "drivers", "actions",
-)
-
-
 def account_json(frame: pd.DataFrame) -> list[bytes]:
     """Each row of a scores frame as the JSON body of an ``AccountScore``, in frame order.
 
     The scalar fields are encoded by an in-memory DuckDB query over the frame (whatever store
-    it came from); drivers and actions, stored as JSON text already, are spliced in as they
-    are. Several times faster than encoding row by row in Python: 100,000 bodies in about a
-    second.
+    it came from), as the record says (:attr:`kam.serving.record.ScoreRecord.body_parts`);
+    drivers and actions, stored as JSON text already, are spliced in as they are. Several times
+    faster than encoding row by row in Python: 100,000 bodies in about a second.
 
     Raises
     ------
@@ -115,21 +94,23 @@ def account_json(frame: pd.DataFrame) -> list[bytes]:
     try:
         # an Arrow table scans several times faster than pandas string columns
         con.register("frame", pa.Table.from_pandas(rows, preserve_index=False))
-        heads = con.execute(_head_sql()).fetchnumpy()["head"].tolist()
+        runs = iter(con.execute(_RUNS_SQL).fetchnumpy().values())
     except duckdb.Error as err:
         raise ScoresNotLoadedError(f"cannot read the stored scores: {err}") from err
     finally:
         con.close()
     ids = rows["account_id"].astype(str).tolist()
-    drivers = _texts(rows, "drivers")
-    actions = _texts(rows, "actions")
-    return [
-        (
-            f'{head[:-1]},"drivers":{_json_list(d, i, "drivers")}'
-            f',"actions":{_json_list(a, i, "actions")}}}'
-        ).encode()
-        for head, i, d, a in zip(heads, ids, drivers, actions, strict=True)
-    ]
+    parts: list[list[str]] = []
+    for part in RECORD.body_parts:
+        if part.list_field is None:
+            parts.append(next(runs).tolist())
+            continue
+        texts = _texts(rows, part.list_field)
+        parts.append([
+            _json_list(text, account_id, part.list_field)
+            for text, account_id in zip(texts, ids, strict=True)
+        ])
+    return [(_BODY % body).encode() for body in zip(*parts, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -20,41 +20,15 @@ from typing import Any
 import pandas as pd
 
 from kam.features.store import connect
+from kam.serving.record import RECORD
 
 logger = logging.getLogger(__name__)
 
 SCORES_TABLE = "scores"
 # The scores table, in column order, with its store types (the API and the web page read it).
-SCORES_SCHEMA: dict[str, str] = {
-    "account_id": "VARCHAR",
-    "as_of": "DATE",
-    "name": "VARCHAR",
-    "industry": "VARCHAR",
-    "region": "VARCHAR",
-    "account_manager": "VARCHAR",
-    "defection_probability": "DOUBLE",
-    "value": "DOUBLE",
-    "value_low": "DOUBLE",
-    "value_high": "DOUBLE",
-    "value_at_stake": "DOUBLE",
-    "value_at_risk": "DOUBLE",
-    "tier": "VARCHAR",
-    "relationship_stage": "VARCHAR",
-    "rank": "BIGINT",
-    "top_driver": "VARCHAR",
-    "top_driver_cause": "VARCHAR",
-    "drivers": "VARCHAR",
-    "first_action": "VARCHAR",
-    "first_action_owner": "VARCHAR",
-    "first_action_due": "DATE",
-    "actions": "VARCHAR",
-    "model_name": "VARCHAR",
-    "model_version": "VARCHAR",
-    "playbook_version": "VARCHAR",
-    "scored_at": "TIMESTAMP",
-}
-SCORE_COLUMNS: tuple[str, ...] = tuple(SCORES_SCHEMA)
-MASTER_COLUMNS = ("name", "industry", "region", "account_manager")
+SCORES_SCHEMA: dict[str, str] = RECORD.store_schema
+SCORE_COLUMNS: tuple[str, ...] = RECORD.names
+MASTER_COLUMNS: tuple[str, ...] = RECORD.master_columns
 ACTIVITY_DAYS = 365
 HISTORY_POINTS = 24
 
@@ -122,12 +96,21 @@ def _write_duckdb(raw: Any, rows: pd.DataFrame, days: Sequence[Any]) -> None:
     try:
         raw.execute("BEGIN TRANSACTION")
         try:
+            # a table written before a field joined the record gets its column (null on the
+            # older rows); inserting by name, its columns may stand in another order
+            present = {r[0] for r in raw.execute(f"DESCRIBE {SCORES_TABLE}").fetchall()}
+            for c, t in SCORES_SCHEMA.items():
+                if c not in present:
+                    raw.execute(f'ALTER TABLE {SCORES_TABLE} ADD COLUMN "{c}" {t}')
             if days:
                 raw.execute(
                     f"DELETE FROM {SCORES_TABLE} WHERE as_of IN ({', '.join('?' for _ in days)})",
                     list(days),
                 )
-            raw.execute(f"INSERT INTO {SCORES_TABLE} SELECT {selected} FROM _kam_new_scores")
+            names = ", ".join(f'"{c}"' for c in SCORES_SCHEMA)
+            raw.execute(
+                f"INSERT INTO {SCORES_TABLE} ({names}) SELECT {selected} FROM _kam_new_scores"
+            )
             raw.execute("COMMIT")
         except Exception:
             raw.execute("ROLLBACK")

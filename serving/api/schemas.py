@@ -2,7 +2,9 @@
 
 Scores of known accounts (``AccountScore`` and what embeds it), requests (``ScoreRequest``,
 ``FeatureRowRequest``), the ranked list (``AtRiskPage``), and what the service says about itself
-(``ModelInfo``, ``Readiness``, ``ReloadResult``).
+(``ModelInfo``, ``Readiness``, ``ReloadResult``). The scores' models (``AccountScore``,
+``FeatureRowScore``, and their ``Driver`` and ``ActionRecommendation`` items) are derived from
+the score record, :mod:`kam.serving.record`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kam.serving.decisions.vocabulary import Tier
 
+# the items of the scores' lists are re-exported: the API's schemas stay one family
+from kam.serving.record import RECORD, ActionRecommendation, Driver  # noqa: F401
+
 MAX_BATCH_IDS = 1000
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -22,60 +27,12 @@ MAX_FEATURES = 1000
 FeatureValue = float | str | bool | None
 
 
-class Driver(BaseModel):
-    """A family of features that pushes the account's defection risk up, in business words."""
-
-    family: str = Field(description="feature family, e.g. service, supply, relationship")
-    cause: str | None = Field(None, description="defection cause the family points to")
-    feature: str = Field(description="the strongest feature inside the family")
-    contribution: float = Field(description="the family's SHAP contribution (log-odds)")
-    phrase: str = Field(description="the driver with the account's own figures")
-
-
-class ActionRecommendation(BaseModel):
-    """A retention action from the playbook, with who owns it and by when."""
-
-    action_id: str
-    title: str
-    technique: str = Field(description="retention technique the action applies")
-    owner: str = Field(description="AR, SR, FR or executive sponsor")
-    due_date: dt.date | None = None
-    reason: str | None = Field(None, description="why, in the account's own figures")
-    cause: str | None = Field(None, description="defection cause the action addresses")
-
-
-class AccountScore(BaseModel):
-    """An account's latest score: risk, value with interval, tier, stage, drivers and actions."""
-
-    account_id: str
-    name: str | None = None
-    industry: str | None = None
-    region: str | None = None
-    account_manager: str | None = None
-    as_of: dt.date = Field(description="the date the features were taken at")
-    defection_probability: float = Field(ge=0, le=1, description="calibrated, over the horizon")
-    value: float = Field(description="predicted net revenue over the horizon")
-    value_low: float = Field(description="lower bound of the value interval")
-    value_high: float = Field(description="upper bound of the value interval")
-    value_at_stake: float | None = Field(
-        description="revenue the account could take away (last year's); null when unknown"
-    )
-    value_at_risk: float | None = Field(
-        description="defection probability x value at stake; null when unknown"
-    )
-    tier: str | None = Field(None, description="A/B/C by cumulative share of predicted value")
-    relationship_stage: str | None = None
-    rank: int | None = Field(None, description="position by value at risk (1 = most at risk)")
-    model_name: str | None = None
-    model_version: str | None = None
-    playbook_version: str | None = None
-    scored_at: dt.datetime | None = None
-    drivers: list[Driver] = Field(
-        default_factory=list, description="what pushes the risk up, strongest first"
-    )
-    actions: list[ActionRecommendation] = Field(
-        default_factory=list, description="recommended retention actions, first one first"
-    )
+# The scores' models come from the score record: its fields, their order and types.
+AccountScore = RECORD.response_model(
+    "AccountScore",
+    "An account's latest score: risk, value with interval, tier, stage, drivers and actions.",
+    module=__name__,
+)
 
 
 class ScoreRequest(BaseModel):
@@ -116,27 +73,18 @@ class FeatureRowRequest(BaseModel):
     )
 
 
-class FeatureRowScore(BaseModel):
-    """Scores of a posted feature row."""
-
-    account_id: str | None = None
-    as_of: dt.date | None = None
-    defection_probability: float = Field(ge=0, le=1)
-    value: float
-    value_low: float
-    value_high: float
-    value_at_stake: float | None = None
-    value_at_risk: float | None = None
-    tier: str | None = None
-    relationship_stage: str | None = None
-    drivers: list[Driver] = Field(default_factory=list)
-    actions: list[ActionRecommendation] = Field(default_factory=list)
-    missing_features: list[str] = Field(
-        default_factory=list, description="features of the model the row did not give"
-    )
-    model_name: str | None = None
-    model_version: str | None = None
-    playbook_version: str | None = None
+FeatureRowScore = RECORD.response_model(
+    "FeatureRowScore",
+    "Scores of a posted feature row.",
+    module=__name__,
+    posted=True,
+    extra={
+        "missing_features": (
+            list[str],
+            Field(description="features of the model the row did not give"),
+        )
+    },
+)
 
 
 class AtRiskFilters(BaseModel):

@@ -13,7 +13,6 @@ formatted row by row, one feature at a time. The one-account twin on plain float
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -101,42 +100,6 @@ class Drivers:
             np.where(has, self.phrase[:, 0], None).astype(object),
             np.where(has, cause, None).astype(object),
         )
-
-    def to_json(self) -> np.ndarray:
-        """Each account's drivers as a JSON list of objects (see :meth:`records`)."""
-        n, k = self.contribution.shape
-        escaped: dict[str, str] = {}
-        slots: list[list[str]] = []
-        for s in range(k):
-            has = self.family_code[:, s] >= 0
-            family = np.array(self.families, dtype=object)[np.where(has, self.family_code[:, s], 0)]
-            feature = np.array(self.feature_names, dtype=object)[
-                np.where(has, self.feature_code[:, s], 0)
-            ]
-            cause = np.array(CAUSES, dtype=object)[np.where(has, self.cause_code[:, s], 0)]
-            texts: list[str] = []
-            for h, fam, cau, fea, con, phr in zip(
-                has.tolist(),
-                family.tolist(),
-                cause.tolist(),
-                feature.tolist(),
-                self.contribution[:, s].tolist(),
-                self.phrase[:, s].tolist(),
-                strict=True,
-            ):
-                if not h:
-                    texts.append("")
-                    continue
-                quoted = escaped.get(phr)
-                if quoted is None:
-                    quoted = escaped[phr] = json.dumps(phr, ensure_ascii=False)
-                texts.append(
-                    f'{{"family": "{fam}", "cause": "{cau}", "feature": "{fea}", '
-                    f'"contribution": {con:.4f}, "phrase": {quoted}}}'
-                )
-            slots.append(texts)
-        rows = ["[" + ", ".join(t for t in parts if t) + "]" for parts in zip(*slots, strict=True)]
-        return np.array(rows if k else ["[]"] * n, dtype=object)
 
 
 def driver_families(spec: FeatureSpec, exclude: Sequence[str] = NOT_ACTIONABLE) -> list[str]:

@@ -19,7 +19,6 @@ on arrays, one playbook action at a time; the one-account twin on plain values i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,39 +94,6 @@ class Recommendations:
             np.where(has, owners[at], None).astype(object),
             self.due[:, 0],
         )
-
-    def to_json(self) -> np.ndarray:
-        """Each account's actions as a JSON list of objects (see :meth:`records`)."""
-        n, m = self.code.shape
-        heads = [
-            '{"action_id": ' + json.dumps(a.id)
-            + ', "title": ' + json.dumps(a.title, ensure_ascii=False)
-            + ', "technique": ' + json.dumps(a.technique)
-            + ', "owner": ' + json.dumps(a.owner)
-            for a in self.playbook.actions
-        ]
-        causes = [', "cause": ' + json.dumps(a.cause) + "}" for a in self.playbook.actions]
-        escaped: dict[Any, str] = {}
-        due = self.due.astype(str)
-        slots: list[list[str]] = []
-        for s in range(m):
-            texts: list[str] = []
-            for code, reason, day in zip(
-                self.code[:, s].tolist(), self.reason[:, s].tolist(), due[:, s].tolist(),
-                strict=True,
-            ):
-                if code < 0:
-                    texts.append("")
-                    continue
-                quoted = escaped.get(reason)
-                if quoted is None:
-                    quoted = escaped[reason] = json.dumps(reason, ensure_ascii=False)
-                texts.append(
-                    f'{heads[code]}, "due_date": "{day}", "reason": {quoted}{causes[code]}'
-                )
-            slots.append(texts)
-        rows = ["[" + ", ".join(t for t in parts if t) + "]" for parts in zip(*slots, strict=True)]
-        return np.array(rows if m else ["[]"] * n, dtype=object)
 
 
 def recommend(

@@ -2,7 +2,7 @@
 
 ``score_accounts`` scores every active account of the store at an as_of (features from the
 same point-in-time snapshot code as training) and returns one row per account with exactly the
-columns of the store's ``scores`` table (:data:`kam.serving.store.SCORE_COLUMNS`);
+columns of the store's ``scores`` table (the fields of :data:`kam.serving.record.RECORD`);
 :func:`kam.serving.store.write_scores` keeps one set of rows per as_of in that table, so earlier
 scores stay for the account's history; ``export_scores`` writes a file. Posted feature rows
 are scored without the store by :mod:`kam.serving.scoring.online` (numpy only, no pandas).
@@ -19,16 +19,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kam.features.catalog import CATALOG
 from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.registry import LoadedModel
-from kam.serving.decisions.drivers import compute_drivers
+from kam.serving.decisions.drivers import Drivers, compute_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
     DEFAULT_MAX_ACTIONS,
+    Recommendations,
     days_since_taken,
     recommend,
 )
@@ -37,7 +39,9 @@ from kam.serving.decisions.stages import (
     assign_tiers,
     relationship_stage,
 )
-from kam.serving.store import MASTER_COLUMNS, SCORE_COLUMNS, read_master
+from kam.serving.decisions.vocabulary import CAUSES
+from kam.serving.record import RECORD, ActionRecommendation, Driver, json_lists
+from kam.serving.store import read_master
 
 STAKE_FEATURE = "revenue_365d"
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
@@ -122,8 +126,8 @@ def score_accounts(
     Returns
     -------
     pandas.DataFrame
-        One row per active account, columns :data:`SCORE_COLUMNS`, sorted by rank (1 = highest
-        value at risk).
+        One row per active account, the record's columns (:attr:`RECORD.names
+        <kam.serving.record.ScoreRecord.names>`), sorted by rank (1 = highest value at risk).
     """
     period, window, cut = label_settings(
         model.scorer.meta, horizon=horizon, activity_window=activity_window, decline=decline
@@ -203,7 +207,7 @@ def score_frame(
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`SCORE_COLUMNS`, sorted by rank.
+        The record's columns, sorted by rank.
     """
     playbook = playbook or load_playbook()
     phrasebook = phrasebook or load_phrasebook()
@@ -273,18 +277,73 @@ def score_frame(
             "rank": rank,
             "top_driver": top_phrase,
             "top_driver_cause": top_cause,
-            "drivers": drivers.to_json(),
+            "drivers": drivers_json(drivers),
             "first_action": first_title,
             "first_action_owner": first_owner,
             "first_action_due": pd.to_datetime(first_due),
-            "actions": actions.to_json(),
+            "actions": actions_json(actions),
             "model_name": model.name or scorer.meta.get("model_name"),
             "model_version": model.version,
             "playbook_version": playbook.version,
             "scored_at": stamp,
         }
     )
-    return frame.iloc[order].reset_index(drop=True)[list(SCORE_COLUMNS)]
+    return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]
+
+
+def _coded(codes: np.ndarray, levels: Any) -> pa.Array:
+    """Text values given as codes into ``levels`` (a level None: null), dictionary-encoded:
+    cheaper to build than an array of Python strings."""
+    distinct = list(dict.fromkeys(str(level) for level in levels if level is not None))
+    at = {text: k for k, text in enumerate(distinct)}
+    index = np.array([-1 if v is None else at[str(v)] for v in levels], dtype=np.int32)[codes]
+    return pa.DictionaryArray.from_arrays(
+        pa.array(index, mask=index < 0), pa.array(distinct, pa.string())
+    )
+
+
+def drivers_json(drivers: Drivers) -> np.ndarray:
+    """Each account's drivers as the JSON text the ``drivers`` column stores.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per account, the JSON list of :meth:`Drivers.records`, dtype object.
+    """
+    filled = drivers.family_code >= 0
+    rows, slots = np.nonzero(filled)
+    contribution = drivers.contribution[rows, slots].tolist()
+    return json_lists(Driver, filled.sum(axis=1), {
+        "family": _coded(drivers.family_code[rows, slots], drivers.families),
+        "cause": _coded(drivers.cause_code[rows, slots], CAUSES),
+        "feature": _coded(drivers.feature_code[rows, slots], drivers.feature_names),
+        # Python's round, as records() rounds: correctly rounded, unlike numpy's scaling
+        "contribution": pa.array([round(c, 4) for c in contribution], pa.float64()),
+        "phrase": pa.array(drivers.phrase[rows, slots], pa.string()),
+    })
+
+
+def actions_json(actions: Recommendations) -> np.ndarray:
+    """Each account's recommended actions as the JSON text the ``actions`` column stores.
+
+    Returns
+    -------
+    numpy.ndarray
+        Per account, the JSON list of :meth:`Recommendations.records`, dtype object.
+    """
+    filled = actions.code >= 0
+    rows, slots = np.nonzero(filled)
+    codes = actions.code[rows, slots]
+    playbook = actions.playbook.actions
+    return json_lists(ActionRecommendation, filled.sum(axis=1), {
+        "action_id": _coded(codes, [a.id for a in playbook]),
+        "title": _coded(codes, [a.title for a in playbook]),
+        "technique": _coded(codes, [a.technique for a in playbook]),
+        "owner": _coded(codes, [a.owner for a in playbook]),
+        "due_date": pa.array(actions.due[rows, slots].astype("datetime64[D]"), pa.date32()),
+        "reason": pa.array(actions.reason[rows, slots], pa.string()),
+        "cause": _coded(codes, [a.cause for a in playbook]),
+    })
 
 
 def _master_columns(
@@ -298,7 +357,7 @@ def _master_columns(
         at = master.index.get_indexer(ids)
     else:
         master, at = None, np.full(len(ids), -1)
-    for column in MASTER_COLUMNS:
+    for column in RECORD.master_columns:
         values = np.full(len(ids), None, dtype=object)
         if master is not None and column in master.columns:
             source = master[column].astype(object).to_numpy()
@@ -315,7 +374,8 @@ def _master_columns(
 def export_scores(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write scores to ``path``: CSV when it ends in ``.csv``, else Parquet.
 
-    Drivers and actions are JSON strings in both formats, as in the scores table.
+    Drivers and actions are JSON strings in both formats, as in the scores table. In CSV,
+    dates are written as days and times to the microsecond, as the API writes them.
 
     Returns
     -------
@@ -325,7 +385,12 @@ def export_scores(frame: pd.DataFrame, path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False, date_format="%Y-%m-%d")
+        texts = {
+            f.name: pd.to_datetime(frame[f.name]).dt.strftime(f.kind.text)
+            for f in RECORD
+            if f.kind.text is not None and f.name in frame.columns
+        }
+        frame.assign(**texts).to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
     return path

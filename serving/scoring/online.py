@@ -26,6 +26,7 @@ from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import DEFAULT_MAX_ACTIONS, recommend
 from kam.serving.decisions.stages import relationship_stage, tiers_from_cutoffs
+from kam.serving.record import RECORD
 from kam.serving.scoring.batch import STAKE_FEATURE
 
 
@@ -64,10 +65,11 @@ def score_features(
     Returns
     -------
     list of dict
-        Per row: defection_probability, value, value_low, value_high, value_at_stake,
-        value_at_risk, tier, relationship_stage, top_driver, top_driver_cause, drivers (list of
-        dicts), first_action, first_action_owner, first_action_due, actions (list of dicts),
-        model_name, model_version, playbook_version.
+        Per row, the record's fields a posted row is scored for
+        (:attr:`kam.serving.record.ScoreRecord.scored_on_posted_rows`): defection_probability,
+        value, value_low, value_high, value_at_stake, value_at_risk, tier, relationship_stage,
+        top_driver, top_driver_cause, drivers (list of dicts), first_action, first_action_owner,
+        first_action_due, actions (list of dicts), model_name, model_version, playbook_version.
 
     Raises
     ------
@@ -185,7 +187,7 @@ def _online_row(
     playbook: Playbook,
 ) -> dict[str, Any]:
     probability = float(predictions["defection_probability"][i])
-    return {
+    row: dict[str, Any] = {
         "defection_probability": probability,
         "value": float(predictions["value"][i]),
         "value_low": float(predictions["value_low"][i]),
@@ -194,14 +196,14 @@ def _online_row(
         "value_at_risk": probability * at_stake,
         "tier": tier,
         "relationship_stage": stage,
-        "top_driver": listed[0]["phrase"] if listed else None,
-        "top_driver_cause": listed[0]["cause"] if listed else None,
         "drivers": listed,
-        "first_action": chosen[0]["title"] if chosen else None,
-        "first_action_owner": chosen[0]["owner"] if chosen else None,
-        "first_action_due": chosen[0]["due_date"] if chosen else None,
         "actions": chosen,
         "model_name": model.name or model.scorer.meta.get("model_name"),
         "model_version": model.version,
         "playbook_version": playbook.version,
     }
+    # the summary fields (top driver, first action, ...) as the record derives them
+    for name, source, key in RECORD.summaries:
+        items = row[source]
+        row[name] = items[0][key] if items else None
+    return row

@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from kam.serving.record import RECORD
 from kam.serving.state import ScoreTable, ServingState
 from kam.serving.web.book import book_of
 from kam.serving.web.cookies import keys_of, page_role
@@ -26,13 +27,7 @@ API_KEY_HEADER = "X-API-Key"
 router = APIRouter(include_in_schema=False)
 
 
-EXPORT_COLUMNS = (
-    "rank", "account_id", "name", "industry", "region", "account_manager", "as_of", "tier",
-    "relationship_stage", "defection_probability", "value", "value_low", "value_high",
-    "value_at_stake", "value_at_risk", "top_driver", "top_driver_cause", "first_action",
-    "first_action_owner", "first_action_due", "drivers", "actions", "model_name",
-    "model_version", "playbook_version", "scored_at",
-)
+EXPORT_COLUMNS = RECORD.export_headers
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -63,21 +58,10 @@ def export_record(body: Mapping[str, Any]) -> list[str]:
     Returns
     -------
     list of str
-        The cells of :data:`EXPORT_COLUMNS`, text that could run as a formula quoted.
+        The cells of :data:`EXPORT_COLUMNS` (the summary columns from the first driver and
+        action, as the record says), text that could run as a formula quoted.
     """
-    drivers = body.get("drivers") or []
-    actions = body.get("actions") or []
-    first_driver = drivers[0] if drivers else {}
-    first_action = actions[0] if actions else {}
-    values = {
-        **body,
-        "top_driver": first_driver.get("phrase"),
-        "top_driver_cause": first_driver.get("cause"),
-        "first_action": first_action.get("title"),
-        "first_action_owner": first_action.get("owner"),
-        "first_action_due": first_action.get("due_date"),
-    }
-    return [_cell(values.get(c)) for c in EXPORT_COLUMNS]
+    return [_cell(value) for value in RECORD.export_values(body)]
 
 
 def export_lines(table: ScoreTable, positions: np.ndarray, chunk: int = 2000) -> Iterator[bytes]:

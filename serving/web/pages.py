@@ -18,6 +18,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kam.serving.record import RECORD
 from kam.serving.state import ServingState
 from kam.serving.store import ACTIVITY_DAYS, none_if_missing, read_account_store
 from kam.serving.web.book import Book, book_of
@@ -39,11 +40,7 @@ from kam.serving.web.signin import to_login
 router = APIRouter(include_in_schema=False)
 
 
-ROW_COLUMNS = (
-    "account_id", "name", "tier", "region", "account_manager", "defection_probability", "value",
-    "value_low", "value_high", "value_at_risk", "rank", "top_driver", "top_driver_cause",
-    "first_action", "first_action_owner", "first_action_due",
-)
+ROW_COLUMNS = RECORD.page_columns
 
 
 def table_rows(book: Book, positions: np.ndarray) -> list[dict[str, Any]]:

@@ -20,10 +20,20 @@ from kam.models.registry import LoadedModel
 from kam.serving.api.deps import ScorerDep, ScoresDep, StateDep, json_response, v1_router
 from kam.serving.api.schemas import AccountScores, FeatureRowRequest, FeatureRowScore, ScoreRequest
 from kam.serving.decisions.playbook import Playbook
+from kam.serving.record import NUMBER, RECORD
 from kam.serving.scoring.microbatch import RowBatcher
 from kam.serving.scoring.online import score_matrix
 
 router = v1_router()
+# what the record says a posted row's score holds: echoed from the request, or scored
+_ECHOED = tuple(f.name for f in RECORD.body if f.posted == "echoed")
+_SCORED = tuple(f.name for f in RECORD.body if f.posted == "scored")
+_NULLABLE_NUMBERS = frozenset(f.name for f in RECORD.body if f.kind is NUMBER and f.nullable)
+
+
+def _json_value(name: str, value: Any) -> Any:
+    """A scored value for the response: NaN (no value at stake posted) as null."""
+    return None if name in _NULLABLE_NUMBERS and value != value else value
 
 
 @dataclass(frozen=True)
@@ -99,24 +109,9 @@ async def score_row(
     context = RowContext(model, state.playbook, payload.as_of, cutoffs)
     batcher: RowBatcher = request.app.state.row_batcher
     row = await batcher.submit(context.group, context, x)
-    stake = row.get("value_at_stake")
-    at_risk = row.get("value_at_risk")
     result = FeatureRowScore(
-        account_id=payload.account_id,
-        as_of=payload.as_of,
-        defection_probability=row["defection_probability"],
-        value=row["value"],
-        value_low=row["value_low"],
-        value_high=row["value_high"],
-        value_at_stake=stake if stake is not None and stake == stake else None,
-        value_at_risk=at_risk if at_risk is not None and at_risk == at_risk else None,
-        tier=row.get("tier"),
-        relationship_stage=row.get("relationship_stage"),
-        drivers=row.get("drivers", []),
-        actions=row.get("actions", []),
+        **{name: getattr(payload, name) for name in _ECHOED},
+        **{name: _json_value(name, row.get(name)) for name in _SCORED},
         missing_features=[n for n in model.scorer.spec.names if payload.features.get(n) is None],
-        model_name=row.get("model_name"),
-        model_version=row.get("model_version"),
-        playbook_version=row.get("playbook_version"),
     )
     return json_response(result.model_dump_json().encode())

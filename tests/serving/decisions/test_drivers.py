@@ -15,6 +15,7 @@ from kam.serving.decisions.conditions import Condition
 from kam.serving.decisions.drivers import NOT_ACTIONABLE, compute_drivers
 from kam.serving.decisions.phrasebook import PhrasebookError, load_phrasebook
 from kam.serving.decisions.vocabulary import CAUSES
+from kam.serving.scoring.batch import drivers_json
 from tests.world import World
 
 PHRASES = load_phrasebook()
@@ -229,7 +230,7 @@ def test_families_are_summed_ranked_and_phrased_from_their_strongest_feature() -
     top, cause = drivers.top()
     assert top.tolist() == [first[0]["phrase"], None]
     assert cause.tolist() == ["relationship", None]
-    assert [json.loads(t) for t in drivers.to_json()] == [first, []]
+    assert [json.loads(t) for t in drivers_json(drivers)] == [first, []]
 
 
 @pytest.mark.parametrize(

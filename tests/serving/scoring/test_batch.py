@@ -8,18 +8,27 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import TypeAdapter
 
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect
 from kam.models.errors import FeatureRowError
+from kam.serving.decisions.drivers import Drivers
 from kam.serving.decisions.playbook import load_playbook
-from kam.serving.decisions.recommend import days_since_taken
+from kam.serving.decisions.recommend import Recommendations, days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
 from kam.serving.decisions.vocabulary import OWNERS, STAGES
-from kam.serving.scoring.batch import export_scores, score_accounts, score_frame
+from kam.serving.record import MOMENT_FORMAT, RECORD, ActionRecommendation, Driver
+from kam.serving.scoring.batch import (
+    actions_json,
+    drivers_json,
+    export_scores,
+    score_accounts,
+    score_frame,
+)
 from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
-from kam.serving.scoring.online import score_features
-from kam.serving.store import SCORE_COLUMNS, read_scores, write_scores
+from kam.serving.scoring.online import score_features, score_matrix
+from kam.serving.store import SCORE_COLUMNS, none_if_missing, read_scores, write_scores
 from tests.world import World
 
 SCORED_AT = pd.Timestamp("2026-01-02 06:30:00")
@@ -158,6 +167,54 @@ def test_export_scores(batch: dict, tmp_path, suffix: str) -> None:
     assert json.loads(back["actions"].iloc[0]) == json.loads(batch["frame"]["actions"].iloc[0])
     if suffix == ".csv":
         assert back["as_of"].iloc[0] == str(batch["end"].date())
+        # a time to the microsecond, as the API gives it (no longer cut to its day)
+        assert back["scored_at"].iloc[0] == SCORED_AT.strftime(MOMENT_FORMAT)
+        due = batch["frame"]["first_action_due"].dropna().iloc[0]
+        assert back["first_action_due"].dropna().iloc[0] == due.strftime("%Y-%m-%d")
+
+
+@pytest.mark.parametrize(
+    ("column", "item"), [("drivers", Driver), ("actions", ActionRecommendation)]
+)
+def test_stored_lists_are_json_of_the_records_items(batch: dict, column: str, item: type) -> None:
+    items = TypeAdapter(list[item])
+    for text in batch["frame"][column]:
+        parsed = json.loads(text)
+        assert all(list(entry) == list(item.model_fields) for entry in parsed)
+        items.validate_json(text, strict=True)
+    assert (batch["frame"][column] != "[]").any()
+
+
+def test_lists_are_written_by_a_json_writer() -> None:
+    """Quotes, backslashes, newlines and non-ASCII text come back as they went in."""
+    text = 'say "no" \\ then\nleave: 客户流失'
+    playbook = load_playbook()
+    first = playbook.actions[0].model_copy(update={"title": text})
+    book = playbook.model_copy(update={"actions": [first, *playbook.actions[1:]]})
+    actions = Recommendations(
+        book, np.array([[0, 1], [-1, -1]]), np.array([[text, "r"], [None, None]], dtype=object),
+        np.array([["2026-01-31", "2026-02-01"], ["NaT", "NaT"]], dtype="datetime64[D]"),
+        np.zeros((2, 2)),
+    )
+    assert [json.loads(t) for t in actions_json(actions)] == [actions.records(0), []]
+    assert json.loads(actions_json(actions)[0])[0]["title"] == text
+    drivers = Drivers(
+        ("service",), ("complaints_open",), np.array([[0, -1]]), np.array([[0, -1]]),
+        np.array([[1, -1]]), np.array([[0.123456, np.nan]]),
+        np.array([[text, None]], dtype=object), np.zeros((1, 5)),
+    )
+    (written,) = drivers_json(drivers)
+    assert json.loads(written) == drivers.records(0)
+    assert json.loads(written)[0]["contribution"] == 0.1235
+
+
+def test_summary_columns_repeat_the_first_driver_and_action(batch: dict) -> None:
+    for row in batch["frame"].to_dict("records"):
+        lists = {"drivers": json.loads(row["drivers"]), "actions": json.loads(row["actions"])}
+        stored = {name: none_if_missing(row[name]) for name, _, _ in RECORD.summaries}
+        if stored["first_action_due"] is not None:
+            stored["first_action_due"] = stored["first_action_due"].strftime("%Y-%m-%d")
+        assert stored == RECORD.summarise(lists), row["account_id"]
 
 
 def _records(snapshot: pd.DataFrame, names: tuple[str, ...], rows: list[int]) -> list[dict]:
@@ -197,6 +254,14 @@ def test_online_scoring_matches_the_batch(batch: dict) -> None:
         assert result["drivers"] == json.loads(row["drivers"])
         assert result["actions"] == json.loads(row["actions"])
         assert result["first_action"] == (row["first_action"] if result["actions"] else None)
+
+
+@pytest.mark.parametrize("one_by_one", [True, False], ids=["one-row", "vectorised"])
+def test_online_rows_hold_the_fields_the_record_scores(batch: dict, one_by_one: bool) -> None:
+    model, snapshot = batch["model"], batch["snapshot"]
+    x = model.scorer.spec.record_matrix(_records(snapshot, model.scorer.spec.names, [0, 1, 2]))
+    for row in score_matrix(model, x, as_of=batch["end"], one_by_one=one_by_one):
+        assert set(row) == set(RECORD.scored_on_posted_rows)
 
 
 def test_online_scoring_names_bad_fields(batch: dict) -> None:
