@@ -201,7 +201,7 @@ def _online_row(
         "first_action_owner": chosen[0]["owner"] if chosen else None,
         "first_action_due": chosen[0]["due_date"] if chosen else None,
         "actions": chosen,
-        "model_name": model.name or model.scorer.meta.get("model_name"),
+        "model_name": model.name or model.metadata.model_name,
         "model_version": model.version,
         "playbook_version": playbook.version,
     }
