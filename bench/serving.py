@@ -435,7 +435,7 @@ def _batch_child(world: Path) -> dict[str, Any]:
     write_scores(con, scores)
     write_seconds = time.perf_counter() - began
     # the features again, for the request files (the API's POST rows)
-    horizon, window, decline = label_settings(model.scorer.meta)
+    horizon, window, decline = label_settings(model.metadata)
     snapshot = build_snapshots(con, [data_end(con)], horizon=horizon, activity_window=window,
                                decline=decline)
     con.disconnect()

@@ -56,3 +56,19 @@ class Period:
     def __str__(self) -> str:
         suffix = {"day": "d", "week": "w", "month": "mo", "year": "y"}[self.unit]
         return f"{self.count}{suffix}"
+
+
+# The activity window that takes every account with an order on or before as_of, however old.
+EVER = "ever"
+
+
+def parse_window(value: Period | str | None) -> Period | None:
+    """An activity window: a period such as ``365d``, or None for ``ever`` (or None itself)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == EVER):
+        return None
+    return Period.parse(value)
+
+
+def format_window(window: Period | None) -> str:
+    """The text :func:`parse_window` reads back: ``365d``, or ``ever`` for None."""
+    return EVER if window is None else str(window)

@@ -27,7 +27,7 @@ from kam.features import labels
 from kam.features.catalog import Feature, available
 from kam.features.errors import DataContractError, EmptyWindowError
 from kam.features.families import accounts, btyd, complaints, deliveries, interactions, orders
-from kam.features.periods import Period
+from kam.features.periods import Period, format_window, parse_window
 from kam.features.store import input_tables
 
 KEYS = ["account_id", "as_of"]
@@ -45,6 +45,12 @@ _DATES_SCHEMA = ibis.schema(
 )
 
 AsOf = date | str | pd.Timestamp
+
+
+def data_start(con: Any) -> pd.Timestamp:
+    """The day of the first order in the store: the start of the data."""
+    orders = con.table("orders")
+    return pd.Timestamp(orders.order_date.min().execute()).normalize()
 
 
 def data_end(con: Any) -> pd.Timestamp:
@@ -138,7 +144,7 @@ def snapshot_table(
         ``label_value``, ``label_prior_value``, ``label_defection``, ``label_observed``.
     """
     horizon = Period.parse(horizon)
-    activity = _activity(activity_window)
+    activity = parse_window(activity_window)
     if not 0 < decline <= 1:
         raise ValueError(f"decline must be in (0, 1], got {decline}")
     tables = input_tables(con)
@@ -236,7 +242,7 @@ def build_snapshots(
     found = set(pd.to_datetime(frame["as_of"]).unique())
     empty = sorted(wanted - found)
     if empty:
-        window = "ever" if _activity(activity_window) is None else str(_activity(activity_window))
+        window = format_window(parse_window(activity_window))
         listed = ", ".join(str(d.date()) for d in empty)
         raise EmptyWindowError(
             f"no account has an order in the activity window ({window}) before as_of {listed}: "
@@ -282,12 +288,6 @@ def _day(value: AsOf) -> pd.Timestamp:
     if pd.isna(stamp):
         raise ValueError(f"cannot read as_of date {value!r}")
     return stamp.normalize()
-
-
-def _activity(window: Period | str | None) -> Period | None:
-    if window is None or (isinstance(window, str) and window.strip().lower() == "ever"):
-        return None
-    return Period.parse(window)
 
 
 def _as_of_dates(

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kam.features.errors import DataContractError, EmptyWindowError
 from kam.features.periods import Period
-from kam.features.settings import Settings
+from kam.features.settings import KamSettings, StoreSettings
+from kam.options import (
+    AccountsOpt,
+    AsOfListOpt,
+    AsOfOpt,
+    DataOpt,
+    DeclineOpt,
+    EveryOpt,
+    HorizonOpt,
+    ModelUriOpt,
+    OutOpt,
+    PopulationOpt,
+)
 
 app = typer.Typer(
     help="Defection risk and value prediction for B2B key accounts.",
@@ -22,38 +35,47 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-DataOpt = Annotated[
-    Path | None,
-    typer.Option("--data", help="data directory holding the input files and the store"),
-]
+S = TypeVar("S", bound=KamSettings)
 
 
-def _settings() -> Settings:
-    return Settings()
-
-
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code=2)
 
 
-def _data_dir(data: Path | None, settings: Settings) -> Path:
-    return data if data is not None else settings.resolved_data_dir
+def _invalid(err: ValidationError) -> str:
+    """A settings error in one line per field: which setting, and what is wrong with it."""
+    return "; ".join(
+        f"setting {'.'.join(str(p) for p in e['loc']) or '?'}: "
+        f"{str(e['msg']).removeprefix('Value error, ')}"
+        for e in err.errors()
+    )
+
+
+def _load(kind: type[S], data: Path | None = None, **options: Any) -> S:
+    """The command's settings: ``kind``'s sources, then ``--data`` and the other options."""
+    try:
+        return kind().override(**options).for_data(data)
+    except ValidationError as err:
+        _fail(_invalid(err))
 
 
 @app.command()
 def simulate(
-    accounts: Annotated[int, typer.Option(min=1, help="number of accounts")] = 2000,
+    data: DataOpt = None,
+    accounts: AccountsOpt = 2000,
     years: Annotated[int, typer.Option(min=1, help="years of history")] = 3,
     seed: Annotated[int, typer.Option(help="random seed (same seed, same world)")] = 7,
-    out: Annotated[Path | None, typer.Option(help="output folder; default the data dir")] = None,
     end: Annotated[str, typer.Option(help="last day of history (YYYY-MM-DD)")] = "2025-12-31",
     csv: Annotated[bool, typer.Option("--csv", help="write CSV instead of Parquet")] = False,
 ) -> None:
-    """Write a synthetic key-account world in the data contract's format, with its ground truth."""
+    """Write a synthetic key-account world in the data contract's format, with its ground truth.
+
+    The tables go into --data, the ground truth into --data/truth.
+    """
     from kam.features.synthetic import simulate as run_simulation
 
-    target = out if out is not None else _settings().resolved_data_dir
+    target = _load(StoreSettings, data).resolved_data_dir
     with _progress() as progress:
         task = progress.add_task(f"simulating {accounts:,} accounts x {years} years", total=None)
 
@@ -88,12 +110,12 @@ def ingest(
     """Validate the input tables against the data contract and load them into the store."""
     from kam.features.ingest import ingest as run_ingest
 
-    settings = _settings()
-    data_dir = _data_dir(data, settings)
+    settings = _load(StoreSettings, data)
+    data_dir = settings.resolved_data_dir
     try:
         report = run_ingest(
             data_dir,
-            settings.store_url_for(data),
+            settings.store_url_for(),
             mapping=mapping,
             progress=lambda msg: console.print(f"[dim]{msg}[/]"),
         )
@@ -114,47 +136,61 @@ def ingest(
 
 @app.command()
 def features(
-    out: Annotated[Path, typer.Option(help="output file (.parquet, or .csv)")],
+    out: OutOpt,
     data: DataOpt = None,
-    as_of: Annotated[
-        list[str] | None, typer.Option("--as-of", help="snapshot date (repeatable)")
-    ] = None,
-    every: Annotated[str | None, typer.Option(help="snapshot every period, e.g. 1mo")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="first as_of with --every")] = None,
-    stop: Annotated[str | None, typer.Option("--to", help="last as_of with --every")] = None,
-    horizon: Annotated[str | None, typer.Option(help="label horizon, e.g. 365d, 26w, 6mo")] = None,
-    population: Annotated[
-        str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
-    ] = None,
-    decline: Annotated[
-        float | None, typer.Option(help="defection: value < (1-decline) x prior")
-    ] = None,
+    as_of: AsOfListOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help="first as_of of a series")] = None,
+    stop: Annotated[str | None, typer.Option("--to", help="last as_of of a series")] = None,
+    every: EveryOpt = None,
+    horizon: HorizonOpt = None,
+    population: PopulationOpt = None,
+    decline: DeclineOpt = None,
 ) -> None:
-    """Build point-in-time feature snapshots (and labels where the horizon is observed)."""
-    from kam.features.snapshots import as_of_range, build_snapshots, write_snapshots
-    from kam.features.store import connect
+    """Build point-in-time feature snapshots (and labels where the horizon is observed).
 
-    settings = _settings()
+    At each --as-of (repeatable),
+    and at a series of as_of from --from to --to, --every apart.
+    """
+    from kam.features.snapshots import (
+        as_of_range,
+        build_snapshots,
+        data_end,
+        data_start,
+        write_snapshots,
+    )
+    from kam.features.store import connect
+    from kam.training.settings import TrainSettings
+    from kam.training.splits import snapshot_spacing
+
+    if bool(start) != bool(stop):
+        _fail("--from and --to go together")
+    if every and not start:
+        _fail("--every needs --from and --to")
+    settings = _load(
+        TrainSettings,
+        data,
+        horizon=horizon,
+        activity_window=population,
+        decline=decline,
+        snapshot_every=every,
+    )
     dates = [*(as_of or [])]
     try:
-        if every:
-            if not (start and stop):
-                _fail("--every needs --from and --to")
-            dates += [d.date().isoformat() for d in as_of_range(start, stop, Period.parse(every))]
+        con = connect(settings.store_url_for(), read_only=True)
+        if start and stop:
+            step = settings.snapshot_every or snapshot_spacing(data_start(con), data_end(con))
+            dates += [d.date().isoformat() for d in as_of_range(start, stop, step)]
         if not dates:
-            _fail("give at least one --as-of, or --every with --from and --to")
-        window = population or settings.activity_window
-        con = connect(settings.store_url_for(data), read_only=True)
+            _fail("give at least one --as-of, or --from and --to")
         frame = build_snapshots(
             con,
             dates,
-            horizon=Period.parse(horizon or settings.horizon),
-            activity_window=None if window == "ever" else Period.parse(window),
-            decline=decline if decline is not None else settings.decline,
+            horizon=settings.horizon,
+            activity_window=settings.activity_window,
+            decline=settings.decline,
         )
     except (DataContractError, EmptyWindowError, ValueError) as err:
         _fail(str(err))
-        return
     write_snapshots(frame, out)
     labelled = int(frame["label_observed"].sum())
     console.print(
@@ -166,47 +202,41 @@ def features(
 @app.command()
 def train(
     data: DataOpt = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="test as_of; default the latest labelled one")
-    ] = None,
-    horizon: Annotated[str | None, typer.Option(help="label horizon, e.g. 365d, 26w")] = None,
-    decline: Annotated[
-        float | None, typer.Option(help="defection: value <= (1-decline) x prior")
-    ] = None,
-    population: Annotated[
-        str | None, typer.Option(help="activity window for the population, e.g. 365d or ever")
-    ] = None,
-    every: Annotated[
-        str | None,
-        typer.Option(help="snapshot spacing, e.g. 1w or 1mo; default auto (weekly under 2 years)"),
-    ] = None,
+    as_of: AsOfOpt = None,
+    horizon: HorizonOpt = None,
+    decline: DeclineOpt = None,
+    population: PopulationOpt = None,
+    every: EveryOpt = None,
     register: Annotated[
         bool, typer.Option(help="register the bundle in the model registry")
     ] = True,
 ) -> None:
-    """Train the defection and value models, backtest them out-of-time, log and register them."""
-    import pandas as pd
+    """Train the defection and value models, backtest them out-of-time, log and register them.
 
+    The backtest tests at --as-of (default: the latest fully labelled as_of,
+    the end of the data less the horizon);
+    the registered model is then refitted on the freshest labels.
+    """
     from kam.training.evaluate import format_table
-    from kam.training.run import TrainRequest, train_candidate
+    from kam.training.run import train_candidate
+    from kam.training.settings import TrainSettings, train_request
     from kam.training.splits import SplitError
 
-    settings = _settings()
-    window = population or settings.activity_window
-    spacing = every or settings.snapshot_every
-    request = TrainRequest(
-        store_url=settings.store_url_for(data),
-        tracking_uri=settings.resolved_tracking_uri,
-        experiment=settings.experiment,
-        model_name=settings.model_name,
-        artifact_location=settings.artifact_location if not settings.tracking_uri else None,
-        horizon=Period.parse(horizon or settings.horizon),
-        decline=decline if decline is not None else settings.decline,
-        activity_window=None if window == "ever" else Period.parse(window),
-        test_as_of=pd.Timestamp(as_of) if as_of else None,
-        every=None if spacing == "auto" else Period.parse(spacing),
-        register=register,
-    )
+    try:
+        request = train_request(
+            _load(TrainSettings),
+            data=data,
+            test_as_of=as_of,
+            register=register,
+            horizon=horizon,
+            decline=decline,
+            activity_window=population,
+            snapshot_every=every,
+        )
+    except ValidationError as err:
+        _fail(_invalid(err))
+    except ValueError as err:  # an unreadable --as-of
+        _fail(f"--as-of: {err}")
     try:
         with console.status("training") as status:
             outcome = train_candidate(
@@ -214,12 +244,10 @@ def train(
             )
     except (DataContractError, EmptyWindowError, SplitError) as err:
         _fail(str(err))
-        return
     ev = outcome.evaluation
-    kind = outcome.fit.scorer.meta["evaluation"]
     table = Table(
-        title=f"{kind} evidence at as_of {ev.as_of.date()}: {ev.n_rows:,} accounts, "
-        f"{ev.n_defections:,} defections"
+        title=f"{outcome.metadata.evaluation} evidence at as_of {ev.as_of.date()}: "
+        f"{ev.n_rows:,} accounts, {ev.n_defections:,} defections"
     )
     shown = format_table(ev)
     for column in ("target", "metric", *shown.columns):
@@ -233,7 +261,7 @@ def train(
         console.print(f"[dim]{note}[/]")
     console.print(outcome.window_table.to_string(index=False, float_format="{:.4f}".format))
     registered = (
-        f"registered {settings.model_name} version {outcome.model_version}"
+        f"registered {request.model_name} version {outcome.model_version}"
         if outcome.model_version
         else "not registered"
     )
@@ -249,11 +277,16 @@ def promote(
         bool, typer.Option("--force", help="promote whatever the comparison says")
     ] = False,
 ) -> None:
-    """Make the newest registered version champion if it beats the current one."""
+    """Make the newest registered version champion if it beats the current one.
+
+    Both are measured on the candidate's test accounts as its run logged them
+    in MLflow, so promotion reads no store.
+    """
     from kam.models.errors import ModelNotLoadedError
+    from kam.models.settings import RegistrySettings
     from kam.training.promote import promote as run_promote
 
-    settings = _settings()
+    settings = _load(RegistrySettings)
     try:
         decision = run_promote(
             settings.model_name,
@@ -263,7 +296,6 @@ def promote(
         )
     except ModelNotLoadedError as err:
         _fail(str(err))
-        return
     colour = "green" if decision.promoted else "yellow"
     verdict = "promoted" if decision.promoted else "not promoted"
     console.print(f"[{colour}]{verdict}:[/] {decision.reason}")
@@ -271,16 +303,17 @@ def promote(
 
 @app.command()
 def score(
-    out: Annotated[Path | None, typer.Option(help="also write the scores to this file")] = None,
+    out: OutOpt = None,
     data: DataOpt = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="default: the end of the data")
-    ] = None,
-    model_uri: Annotated[
-        str | None, typer.Option(help="model to use; default models:/<name>@champion")
-    ] = None,
+    as_of: AsOfOpt = None,
+    model_uri: ModelUriOpt = None,
 ) -> None:
-    """Score every account with the champion: risk, value, drivers and actions, into the store."""
+    """Score every account with the champion: risk, value, drivers and actions, into the store.
+
+    At --as-of (default: the end of the data),
+    into the store's scores table and, with --out, into a file.
+    """
+    from kam.features.store import connect
     from kam.models.errors import ModelNotLoadedError
     from kam.models.registry import load_model
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
@@ -288,15 +321,12 @@ def score(
     from kam.serving.settings import ServeSettings
     from kam.serving.store import write_scores
 
-    settings = ServeSettings()
-    uri = model_uri or settings.resolved_model_uri
-    url = settings.store_url_for(data)
+    settings = _load(ServeSettings, data, model_uri=model_uri)
+    uri = settings.resolved_model_uri
     try:
         model = load_model(uri, settings.resolved_tracking_uri)
         playbook = load_playbook(settings.playbook_path)
-        from kam.features.store import connect
-
-        con = connect(url)
+        con = connect(settings.store_url_for())
         with console.status(f"scoring with {uri}"):
             frame = score_accounts(
                 con, model, as_of=as_of, playbook=playbook, tier_thresholds=settings.tier_thresholds
@@ -305,7 +335,6 @@ def score(
         con.disconnect()
     except (ModelNotLoadedError, PlaybookError, DataContractError, EmptyWindowError) as err:
         _fail(str(err))
-        return
     if out is not None:
         export_scores(frame, out)
     top = frame.head(5)[["account_id", "tier", "defection_probability", "value_at_risk"]]
@@ -320,6 +349,7 @@ def score(
 @app.command()
 def serve(
     data: DataOpt = None,
+    model_uri: ModelUriOpt = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     workers: Annotated[
@@ -330,12 +360,9 @@ def serve(
     from kam.serving.api.server import UnsafeBindError, run
     from kam.serving.settings import ServeSettings
 
-    overrides = {
-        k: v
-        for k, v in {"data_dir": data, "host": host, "port": port, "workers": workers}.items()
-        if v is not None
-    }
-    settings = ServeSettings(**overrides)
+    settings = _load(
+        ServeSettings, data, model_uri=model_uri, host=host, port=port, workers=workers
+    )
     base = f"http://{settings.host}:{settings.port}"
     key = ' -H "X-API-Key: $KEY"' if settings.api_keys or settings.api_keys_file else ""
     console.print(f"serving {settings.resolved_model_uri} on {base}")
@@ -350,27 +377,34 @@ def serve(
 
 @app.command()
 def demo(
-    accounts: Annotated[int | None, typer.Option(help="accounts in the demo world")] = None,
+    data: DataOpt = None,
+    accounts: AccountsOpt = None,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="end by serving the API and page")
     ] = True,
 ) -> None:
     """Run the whole product on a synthetic world: simulate ... train, promote, score, serve."""
-    settings = _settings()
+    from kam.settings import DemoSettings
+
+    settings = _load(DemoSettings, data)
     data_dir = settings.resolved_data_dir
-    n = accounts or settings.demo_accounts
     console.rule("1. simulate")
-    simulate(accounts=n, years=settings.demo_years, seed=settings.seed, out=data_dir)
+    simulate(
+        data=data_dir,
+        accounts=accounts or settings.demo_accounts,
+        years=settings.demo_years,
+        seed=settings.seed,
+    )
     console.rule("2. ingest")
     ingest(data=data_dir)
     console.rule("3. features")
     from kam.features.snapshots import data_end
     from kam.features.store import connect
 
-    con = connect(settings.store_url_for(data_dir), read_only=True)
+    con = connect(settings.store_url_for(), read_only=True)
     end = data_end(con)
     con.disconnect()
-    latest = (end - Period.parse(settings.horizon).offset()).normalize()
+    latest = (end - settings.horizon.offset()).normalize()
     first = (latest - Period.parse("11mo").offset()).normalize()
     features(
         out=data_dir / "snapshots.parquet",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import mlflow
@@ -10,6 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from kam.models.errors import ModelNotLoadedError
+from kam.models.metadata import TrainingMetadata
 from kam.models.scorer import Scorer
 
 CHAMPION = "champion"
@@ -31,6 +33,11 @@ class LoadedModel:
     alias: str | None
     run_id: str | None
     metrics: dict[str, float]
+
+    @cached_property
+    def metadata(self) -> TrainingMetadata:
+        """How the model was trained (read once from the bundle's metadata)."""
+        return TrainingMetadata.from_meta(self.scorer.meta)
 
 
 def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
@@ -63,4 +70,9 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     except (MlflowException, OSError) as err:
         raise ModelNotLoadedError(f"cannot load model {uri}: {err}") from err
     bundle: Any = pyfunc.unwrap_python_model()
-    return LoadedModel(bundle.scorer, uri, name, version, alias, run_id, metrics)
+    loaded = LoadedModel(bundle.scorer, uri, name, version, alias, run_id, metrics)
+    try:
+        loaded.metadata  # noqa: B018 - read now: a bundle whose metadata is unreadable is refused
+    except ValueError as err:
+        raise ModelNotLoadedError(f"cannot load model {uri}: {err}") from err
+    return loaded

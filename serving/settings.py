@@ -1,8 +1,8 @@
-"""Settings of the HTTP service: the shared settings plus binding, keys, model and limits.
+"""Settings of scoring and the HTTP service: the registry's plus binding, keys, model, tiers.
 
 Environment variables use the same ``KAM_`` prefix as every other stage, e.g. ``KAM_HOST``,
 ``KAM_PORT``, ``KAM_API_KEYS`` (comma-separated), ``KAM_ADMIN_API_KEYS``, ``KAM_API_KEYS_FILE``,
-``KAM_MODEL_URI`` and ``KAM_MODEL_ALIAS``.
+``KAM_MODEL_URI``, ``KAM_MODEL_ALIAS`` and ``KAM_TIER_THRESHOLDS``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from kam.features.settings import Settings
 from kam.models.registry import CHAMPION, alias_uri
+from kam.models.settings import RegistrySettings
+from kam.serving.decisions.stages import DEFAULT_TIER_THRESHOLDS
 
 MIN_KEY_LENGTH = 16
 
@@ -25,8 +26,8 @@ def _split_keys(value: Any) -> Any:
     return value
 
 
-class ServeSettings(Settings):
-    """What ``kam serve`` needs on top of the shared settings."""
+class ServeSettings(RegistrySettings):
+    """What ``kam score`` and ``kam serve`` need on top of the registry's settings."""
 
     host: str = Field("127.0.0.1", description="address to bind; loopback unless keys are set")
     port: int = Field(8000, ge=1, le=65535)
@@ -46,6 +47,10 @@ class ServeSettings(Settings):
     playbook_path: Path | None = Field(
         None, description="retention playbook YAML; default the one shipped with the package"
     )
+    tier_thresholds: tuple[float, float] = Field(
+        DEFAULT_TIER_THRESHOLDS,
+        description="cumulative shares of predicted value closing tiers A and B (Pareto rule)",
+    )
     currency: str = Field("¥", description="currency symbol on the web page, e.g. ¥, US$, €")
     access_log: bool = Field(False, description="uvicorn access log (metrics count every call)")
     log_level: str = Field("info", description="uvicorn log level")
@@ -63,6 +68,13 @@ class ServeSettings(Settings):
     @classmethod
     def _split(cls, value: Any) -> Any:
         return _split_keys(value)
+
+    @field_validator("tier_thresholds")
+    @classmethod
+    def _check_tiers(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] < value[1] < 1:
+            raise ValueError("tier thresholds must satisfy 0 < A < B < 1, e.g. [0.7, 0.9]")
+        return value
 
     @field_validator("api_keys_file")
     @classmethod

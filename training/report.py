@@ -10,6 +10,7 @@ import pandas as pd
 # the object-oriented Figure needs no GUI backend, so nothing global is switched on import
 from matplotlib.figure import Figure
 
+from kam.models.metadata import TrainingMetadata
 from kam.models.scorer import Scorer
 from kam.training.evaluate import Evaluation, format_table
 
@@ -81,17 +82,27 @@ def plot_importance(table: pd.DataFrame, path: Path, top: int = 20) -> Path:
 
 def model_card(
     *,
-    name: str,
+    metadata: TrainingMetadata,
     plan_text: str,
-    population: str,
-    horizon: str,
-    decline: float,
     evaluation: Evaluation,
     fit_notes: list[str],
     window_table: pd.DataFrame,
     fingerprint: dict,
 ) -> str:
     """A short markdown model card: data window, population, labels, metrics, limits."""
+    horizon, decline, window = metadata.horizon, metadata.decline, metadata.activity_window
+    population = (
+        "every account with an order on or before as_of (ever)"
+        if window is None
+        else f"accounts with an order in the {window} up to as_of"
+    )
+    # with decline 1.0 an account defects when it buys nothing (net), not below nothing
+    defection = (
+        f"no net revenue in the {horizon} after as_of (decline 1.0: stopped buying)"
+        if decline >= 1
+        else f"value < {1 - decline:.2f} x revenue in the {horizon} before as_of\n"
+        f"  (decline {decline}; 1.0 means stopped buying)"
+    )
     metrics = format_table(evaluation).reset_index().to_markdown(index=False)
     windows = window_table.to_markdown(index=False, floatfmt=".4f")
     tables = "\n".join(
@@ -99,13 +110,13 @@ def model_card(
         for t, f in fingerprint.items()
     )
     limits = [
-        "Trained on pooled monthly snapshots; accounts appear at several as_of dates, so rows "
-        "are not independent.",
+        f"Trained on pooled snapshots every {metadata.snapshot_every}; accounts appear at "
+        "several as_of dates, so rows are not independent.",
         "Defection and value are predicted from the seller's own records: accounts that shrink "
         "for reasons the data cannot show (their own business, budget cuts) are not separable.",
         *evaluation.warnings,
     ]
-    return f"""# Model card: {name}
+    return f"""# Model card: {metadata.model_name}
 
 ## Data
 {tables}
@@ -115,8 +126,7 @@ Split: {plan_text}
 ## Population and labels
 - Population at as_of: {population}.
 - Value: net revenue in (as_of, as_of + {horizon}].
-- Defection: value <= {1 - decline:.2f} x revenue in the {horizon} before as_of
-  (decline {decline}; 1.0 means stopped buying).
+- Defection: {defection}.
 
 ## Test metrics (as_of {evaluation.as_of.date()}, {evaluation.n_rows:,} accounts, \
 {evaluation.n_defections:,} defections)

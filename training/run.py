@@ -7,16 +7,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
 
 from kam.features.catalog import available
 from kam.features.periods import Period
-from kam.features.snapshots import build_snapshots, data_end
+from kam.features.snapshots import build_snapshots, data_end, data_start
 from kam.features.store import connect, input_tables, require_orders
 from kam.models.bundle import log_bundle
+from kam.models.metadata import (
+    ACCOUNT_FOLDS,
+    OUT_OF_TIME,
+    AsOfRange,
+    FitChoices,
+    TrainingMetadata,
+)
 from kam.training import report
 from kam.training.evaluate import Evaluation, evaluate, evaluate_scores, format_table
 from kam.training.fit import FitOptions, FitResult, fit_models, refit
@@ -59,15 +65,11 @@ class TrainOutcome:
     plan: SplitPlan  # the backtest's plan; the deployed refit's when no backtest fits
     fit: FitResult  # the deployed refit
     evaluation: Evaluation
+    metadata: TrainingMetadata  # what the bundle records of its training
     window_table: pd.DataFrame
     seconds: float
     training_plan: TrainingPlan | None = None
     backtest: FitResult | None = None
-
-
-def _event_start(con: Any) -> pd.Timestamp:
-    orders = con.table("orders")
-    return pd.Timestamp(orders.order_date.min().execute()).normalize()
 
 
 def train_candidate(
@@ -90,7 +92,7 @@ def train_candidate(
     started = time.perf_counter()
     con = connect(request.store_url, read_only=True)
     require_orders(con, request.store_url)
-    start, end = _event_start(con), data_end(con)
+    start, end = data_start(con), data_end(con)
     training_plan = plan_training(
         start,
         end,
@@ -167,60 +169,55 @@ def train_candidate(
         ]
     )
     seconds = time.perf_counter() - started
-    fit.scorer.meta.update(
-        {
-            "model_name": request.model_name,
-            "horizon": str(request.horizon),
-            "decline": request.decline,
-            "population": "ever"
-            if request.activity_window is None
-            else f"order in last {request.activity_window}",
-            "test_as_of": str(evaluation.as_of.date()),
-            "evaluation": "out-of-time" if backtest is not None else "account-grouped folds",
-            "train_as_of": [
-                str(deploy_plan.train_as_of[0].date()),
-                str(deploy_plan.train_as_of[-1].date()),
-            ],
-            "backtest_train_as_of": None
-            if backtest is None
-            else [str(plan.train_as_of[0].date()), str(plan.train_as_of[-1].date())],
-            "snapshot_every": str(training_plan.every),
-            "data_end": str(end.date()),
-        }
+    choices = FitChoices.from_meta(fit.scorer.meta)  # the fit records its own choices
+    metadata = TrainingMetadata(
+        model_name=request.model_name,
+        horizon=request.horizon,
+        decline=request.decline,
+        activity_window=request.activity_window,
+        snapshot_every=training_plan.every,
+        train_as_of=AsOfRange.of(deploy_plan.train_as_of),
+        backtest_train_as_of=None if backtest is None else AsOfRange.of(plan.train_as_of),
+        test_as_of=evaluation.as_of,
+        data_end=end,
+        evaluation=OUT_OF_TIME if backtest is not None else ACCOUNT_FOLDS,
+        fit=choices,
     )
+    fit.scorer.meta.update(metadata.to_meta())
 
     say("logging to MLflow")
     experiment_id = use_tracking(
         request.tracking_uri, request.experiment, request.artifact_location
     )
     with mlflow.start_run(experiment_id=experiment_id) as run:
+        recorded = metadata.to_meta()
         mlflow.set_tags(
             {
-                "test_as_of": str(evaluation.as_of.date()),
-                "evaluation": fit.scorer.meta["evaluation"],
-                "horizon": str(request.horizon),
-                "decline": str(request.decline),
+                "test_as_of": recorded["test_as_of"],
+                "evaluation": metadata.evaluation,
+                "horizon": recorded["horizon"],
+                "decline": str(metadata.decline),
             }
         )
         mlflow.log_params(
             {
-                "horizon": str(request.horizon),
-                "decline": request.decline,
-                "population": fit.scorer.meta["population"],
-                "test_as_of": str(evaluation.as_of.date()),
-                "evaluation": fit.scorer.meta["evaluation"],
-                "snapshot_every": str(training_plan.every),
+                "horizon": recorded["horizon"],
+                "decline": metadata.decline,
+                "population": metadata.population,
+                "test_as_of": recorded["test_as_of"],
+                "evaluation": metadata.evaluation,
+                "snapshot_every": recorded["snapshot_every"],
                 "train_as_of_first": str(plan.train_as_of[0].date()),
                 "train_as_of_last": str(plan.train_as_of[-1].date()),
                 "train_rows": int(snapshots["as_of"].isin(plan.train_as_of).sum()),
                 "deploy_train_as_of_first": str(deploy_plan.train_as_of[0].date()),
                 "deploy_train_as_of_last": str(deploy_plan.train_as_of[-1].date()),
                 "deploy_train_rows": int(snapshots["as_of"].isin(deploy_plan.train_as_of).sum()),
-                "capacity": fit.capacity,
-                "calibration": fit.calibration,
-                "defection_trees": fit.scorer.meta["defection_trees"],
-                "value_trees": fit.scorer.meta["value_trees"],
-                "interval_level": request.options.interval_level,
+                "capacity": choices.capacity,
+                "calibration": choices.calibration,
+                "defection_trees": choices.defection_trees,
+                "value_trees": choices.value_trees,
+                "interval_level": choices.interval_level,
                 "features": len(names),
                 **{f"data_{t}_rows": f["rows"] for t, f in fingerprint.items()},
                 **{f"data_{t}_hash": f["hash"] for t, f in fingerprint.items()},
@@ -242,11 +239,8 @@ def train_candidate(
         mlflow.log_text(format_table(evaluation).to_markdown(), "evaluation/metrics.md")
         mlflow.log_text(window_table.to_markdown(index=False), "evaluation/windows.md")
         card = report.model_card(
-            name=request.model_name,
+            metadata=metadata,
             plan_text=training_plan.describe(),
-            population=fit.scorer.meta["population"],
-            horizon=str(request.horizon),
-            decline=request.decline,
             evaluation=evaluation,
             fit_notes=fit.notes,
             window_table=window_table,
@@ -279,15 +273,16 @@ def train_candidate(
         )
         version = getattr(info, "registered_model_version", None)
     return TrainOutcome(
-        run.info.run_id,
-        str(version) if version is not None else None,
-        plan,
-        fit,
-        evaluation,
-        window_table,
-        seconds,
-        training_plan,
-        backtest,
+        run_id=run.info.run_id,
+        model_version=str(version) if version is not None else None,
+        plan=plan,
+        fit=fit,
+        evaluation=evaluation,
+        metadata=metadata,
+        window_table=window_table,
+        seconds=seconds,
+        training_plan=training_plan,
+        backtest=backtest,
     )
 
 

@@ -133,6 +133,12 @@ class ModelInfo(BaseModel):
     uri: str
     run_id: str | None
     horizon: str | None = None
+    decline: float | None = Field(
+        None, description="defection: value in the horizon below (1 - decline) x the prior"
+    )
+    activity_window: str | None = Field(
+        None, description="population: accounts with an order in this window before as_of, or ever"
+    )
     train_as_of: list[str] | None = Field(
         None, description="first and last as_of the served model was fitted on"
     )

@@ -10,9 +10,7 @@ are scored without the store by :mod:`kam.serving.scoring.online` (numpy only, n
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,9 @@ import pandas as pd
 import pyarrow as pa
 
 from kam.features.catalog import CATALOG
-from kam.features.periods import Period
+from kam.features.periods import Period, parse_window
 from kam.features.snapshots import build_snapshots, data_end
+from kam.models.metadata import TrainingMetadata
 from kam.models.registry import LoadedModel
 from kam.serving.decisions.drivers import Drivers, compute_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
@@ -48,7 +47,7 @@ _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
 
 
 def label_settings(
-    meta: Mapping[str, Any],
+    metadata: TrainingMetadata,
     *,
     horizon: Period | str | None = None,
     activity_window: Period | str | None = None,
@@ -56,26 +55,14 @@ def label_settings(
 ) -> tuple[Period, Period | None, float]:
     """Horizon, activity window and decline: the arguments given, else the model's training.
 
-    The model's meta records ``horizon`` (e.g. ``365d``), ``decline`` and ``population``
-    (``order in last 365d`` or ``ever``); scoring must build features for the same population.
+    Scoring must build features for the population the model was trained on; an
+    ``activity_window`` of ``"ever"`` takes every account that has ever ordered.
     """
-    if horizon is None:
-        horizon = str(meta.get("horizon", "365d"))
-    if decline is None:
-        decline = float(meta.get("decline", 0.5))
-    if activity_window is None:
-        recorded = meta.get("activity_window")
-        if recorded is None:
-            population = str(meta.get("population", "order in last 365d"))
-            found = re.search(r"(\d+\s*(?:d|w|mo|m|y))\s*$", population)
-            recorded = "ever" if population.strip() == "ever" or not found else found[1]
-        activity_window = recorded
-    window = (
-        None
-        if isinstance(activity_window, str) and activity_window.strip().lower() == "ever"
-        else Period.parse(activity_window)
+    return (
+        metadata.horizon if horizon is None else Period.parse(horizon),
+        metadata.activity_window if activity_window is None else parse_window(activity_window),
+        metadata.decline if decline is None else float(decline),
     )
-    return Period.parse(horizon), window, float(decline)
 
 
 def score_accounts(
@@ -111,7 +98,7 @@ def score_accounts(
     tier_thresholds
         Cumulative shares of predicted value closing tiers A and B.
     horizon, activity_window, decline
-        Snapshot settings; taken from the model's training (``model.scorer.meta``) when None.
+        Snapshot settings; taken from the model's training (``model.metadata``) when None.
     scored_at
         Time stamp recorded on the rows (now, UTC, when None).
     max_actions
@@ -130,7 +117,7 @@ def score_accounts(
         <kam.serving.record.ScoreRecord.names>`), sorted by rank (1 = highest value at risk).
     """
     period, window, cut = label_settings(
-        model.scorer.meta, horizon=horizon, activity_window=activity_window, decline=decline
+        model.metadata, horizon=horizon, activity_window=activity_window, decline=decline
     )
     began = time.perf_counter()
     day = data_end(con) if as_of is None else pd.Timestamp(as_of).normalize()
@@ -282,7 +269,7 @@ def score_frame(
             "first_action_owner": first_owner,
             "first_action_due": pd.to_datetime(first_due),
             "actions": actions_json(actions),
-            "model_name": model.name or scorer.meta.get("model_name"),
+            "model_name": model.name or model.metadata.model_name,
             "model_version": model.version,
             "playbook_version": playbook.version,
             "scored_at": stamp,

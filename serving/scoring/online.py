@@ -198,7 +198,7 @@ def _online_row(
         "relationship_stage": stage,
         "drivers": listed,
         "actions": chosen,
-        "model_name": model.name or model.scorer.meta.get("model_name"),
+        "model_name": model.name or model.metadata.model_name,
         "model_version": model.version,
         "playbook_version": playbook.version,
     }

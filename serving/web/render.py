@@ -6,7 +6,6 @@ Every response carries a Content-Security-Policy that allows only this app's own
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from kam.models.metadata import TrainingMetadata
 from kam.serving.state import ScoreTable, ServingState
 from kam.serving.web.assets import static_url
 from kam.serving.web.cookies import HINT_COOKIE, KEY_COOKIE, keys_of, page_role, set_hint
-from kam.serving.web.formats import Formats, currency_of, finite
+from kam.serving.web.formats import Formats, currency_of
 from kam.serving.web.labels import TIERS
 
 SECURITY_HEADERS = {
@@ -34,14 +34,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _definition(meta: Mapping[str, Any]) -> str:
+def _definition(trained: TrainingMetadata) -> str:
     """What "defection" means for the served model, in words."""
-    decline = finite(meta.get("decline"))
-    decline = 0.5 if decline is None else decline
-    horizon = str(meta.get("horizon") or "365d").strip()
-    units = {"d": "days", "w": "weeks", "mo": "months", "m": "months", "y": "years"}
-    number, unit = horizon.rstrip("dwmoy"), horizon[len(horizon.rstrip("dwmoy")):]
-    said = f"{number} {units[unit]}" if number.isdigit() and unit in units else horizon
+    decline, horizon = trained.decline, trained.horizon
+    said = f"{horizon.count} {horizon.unit}{'s' if horizon.count != 1 else ''}"
     if decline >= 1:
         return f"stops buying over the next {said}"
     return (
@@ -77,10 +73,11 @@ def page_context(request: Request, state: ServingState | None) -> dict[str, Any]
     scores = state.scores if state is not None else None
     model = state.model if state is not None else None
     model_version = model.version if model is not None else None
-    meta: Mapping[str, Any] = model.scorer.meta if model is not None else {}
+    # without a model, the definition the product trains by default
+    trained = model.metadata if model is not None else TrainingMetadata()
     return {
         "signed_in": keys.configured and page_role(request) is not None,
-        "definition": _definition(meta),
+        "definition": _definition(trained),
         "fmt": Formats(currency_of(request)),
         "static_url": static_url,
         "auth_configured": keys.configured,

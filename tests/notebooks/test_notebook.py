@@ -10,11 +10,11 @@ from mlflow import MlflowClient
 from nbclient import NotebookClient
 
 from kam.features.ingest import ingest
-from kam.features.settings import Settings
 from kam.features.synthetic import simulate
 from kam.models.registry import CHAMPION
 from kam.training.promote import promote
-from kam.training.run import TrainRequest, train_candidate
+from kam.training.run import train_candidate
+from kam.training.settings import TrainSettings, train_request
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "retrain.ipynb"
 
@@ -23,19 +23,10 @@ def test_retrain_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("KAM_CONFIG", raising=False)
     monkeypatch.setenv("KAM_WORKDIR", str(tmp_path))
     monkeypatch.setenv("KAM_MODEL_NAME", "kam-notebook")
-    settings = Settings()
+    settings = TrainSettings()
     simulate(400, 5, 5, settings.resolved_data_dir)
     ingest(settings.resolved_data_dir, settings.store_url_for())
-    train_candidate(
-        TrainRequest(
-            store_url=settings.store_url_for(),
-            tracking_uri=settings.resolved_tracking_uri,
-            experiment=settings.experiment,
-            model_name=settings.model_name,
-            artifact_location=settings.artifact_location,
-            features=("recency_days", "tenure_days"),
-        )
-    )
+    train_candidate(train_request(settings, features=("recency_days", "tenure_days")))
     assert promote(settings.model_name, tracking_uri=settings.resolved_tracking_uri).promoted
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)

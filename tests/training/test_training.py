@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from kam.features.ingest import ingest
 from kam.features.periods import Period
 from kam.features.synthetic import simulate
+from kam.models.metadata import TrainingMetadata
 from kam.models.registry import CHAMPION, alias_uri, load_model
 from kam.training.promote import promote
 from kam.training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
@@ -61,7 +62,9 @@ def test_run_logs_card_plots_and_fingerprint(trained: dict) -> None:
     plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
     assert plots == {"calibration.png", "gains.png", "importance.png"}
     card = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md")
-    assert "Defection: value <=" in card and "Known limits" in card
+    assert "Defection: value < 0.50 x revenue in the 365d before as_of" in card
+    assert "Population at as_of: accounts with an order in the 365d up to as_of." in card
+    assert "Known limits" in card
     params = client.get_run(run_id).data.params
     assert int(params["data_orders_rows"]) > 0 and len(params["data_orders_hash"]) == 16
 
@@ -166,17 +169,20 @@ def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) 
 
 def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: dict) -> None:
     loaded = load_model(f"models:/{NAME}/1", trained["tracking"])
-    meta = loaded.scorer.meta
-    end = pd.Timestamp(meta["data_end"])
-    horizon = Period.parse(meta["horizon"]).offset()
-    assert pd.Timestamp(meta["train_as_of"][1]) == end - horizon
+    recorded = loaded.metadata
+    assert recorded == trained["first"].metadata
+    assert recorded.train_as_of is not None and recorded.backtest_train_as_of is not None
+    assert recorded.data_end is not None and recorded.test_as_of is not None
+    horizon = recorded.horizon.offset()
+    assert recorded.train_as_of.last == recorded.data_end - horizon
     # the evidence came from a backtest whose training closed a horizon before its test
-    assert meta["evaluation"] == "out-of-time"
-    assert pd.Timestamp(meta["backtest_train_as_of"][1]) + horizon <= pd.Timestamp(
-        meta["test_as_of"]
-    )
+    assert recorded.evaluation == "out-of-time"
+    assert recorded.backtest_train_as_of.last + horizon <= recorded.test_as_of
+    assert recorded.activity_window == Period(365, "day")
+    assert recorded.fit is not None and recorded.fit.defection_trees > 0
     params = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.params
-    assert params["deploy_train_as_of_last"] == meta["train_as_of"][1]
+    assert params["deploy_train_as_of_last"] == str(recorded.train_as_of.last.date())
+    assert params["population"] == "order in last 365d"
 
 
 def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
@@ -199,9 +205,12 @@ def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
     outcome = train_candidate(replace(request))
     assert outcome.model_version == "1"
     assert outcome.backtest is None
-    meta = outcome.fit.scorer.meta
-    assert meta["evaluation"] == "account-grouped folds"
-    assert meta["snapshot_every"] == "1w"
+    recorded = TrainingMetadata.from_meta(outcome.fit.scorer.meta)
+    assert recorded == outcome.metadata
+    assert recorded.evaluation == "account-grouped folds"
+    assert recorded.snapshot_every == Period(1, "week")
+    assert recorded.activity_window is None and recorded.population == "ever"
+    assert recorded.backtest_train_as_of is None
     assert any("no out-of-time test was possible" in w for w in outcome.evaluation.warnings)
     tags = MlflowClient(request.tracking_uri).get_run(outcome.run_id).data.tags
     assert tags["evaluation"] == "account-grouped folds"

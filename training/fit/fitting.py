@@ -10,6 +10,7 @@ from sklearn.metrics import log_loss
 
 from kam.models.calibration import ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
+from kam.models.metadata import FitChoices
 from kam.models.scorer import Scorer
 from kam.training.fit.boosting import (
     _base,
@@ -221,13 +222,9 @@ def fit_models(
         tenure_feature=tenure_feature,
         offset_scale=options.horizon_days,
         expected_feature=expected_feature,
-        meta={
-            "capacity": capacity,
-            "calibration": calibration,
-            "defection_trees": rounds,
-            "value_trees": value_rounds,
-            "interval_level": options.interval_level,
-        },
+        meta=FitChoices(
+            capacity, calibration, rounds, value_rounds, options.interval_level
+        ).to_meta(),
     )
     return FitResult(scorer, list(spec.names), capacity, calibration, reports, notes)
 
@@ -248,7 +245,8 @@ def refit(
     spec = old.spec
     shape = tree_shape(result.capacity, len(snapshots))
     value_shape = tree_shape(VALUE_SHAPE, len(snapshots))
-    rounds, value_rounds = int(old.meta["defection_trees"]), int(old.meta["value_trees"])
+    chosen = FitChoices.from_meta(old.meta)
+    rounds, value_rounds = chosen.defection_trees, chosen.value_trees
 
     def base_of(frame: pd.DataFrame) -> np.ndarray:
         return _base(

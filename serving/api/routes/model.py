@@ -11,21 +11,24 @@ router = v1_router()
 @router.get("/model", response_model=ModelInfo, tags=["service"])
 async def model_info(model: ScorerDep, state: StateDep) -> ModelInfo:
     """The model being served: registry version and alias, training window, metrics, features."""
-    meta = model.scorer.meta
+    trained = model.metadata
+    recorded = trained.to_meta()  # periods and dates as text, as the bundle records them
     spec = model.scorer.spec
     scores = state.scores
     return ModelInfo(
-        name=model.name or meta.get("model_name"),
+        name=model.name or trained.model_name,
         version=model.version,
         alias=model.alias,
         uri=model.uri,
         run_id=model.run_id,
-        horizon=meta.get("horizon"),
-        train_as_of=meta.get("train_as_of"),
-        backtest_train_as_of=meta.get("backtest_train_as_of"),
-        test_as_of=meta.get("test_as_of"),
-        evaluation=meta.get("evaluation"),
-        data_end=meta.get("data_end"),
+        horizon=recorded["horizon"],
+        decline=trained.decline,
+        activity_window=recorded["activity_window"],
+        train_as_of=recorded["train_as_of"],
+        backtest_train_as_of=recorded["backtest_train_as_of"],
+        test_as_of=recorded["test_as_of"],
+        evaluation=trained.evaluation,
+        data_end=recorded["data_end"],
         metrics={k: v for k, v in sorted(model.metrics.items()) if k.startswith("test_")},
         features=[
             FeatureInfo(

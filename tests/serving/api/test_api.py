@@ -60,7 +60,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     latest = score_accounts(con, model)
     write_scores(con, earlier)
     write_scores(con, latest)
-    horizon, window, decline = label_settings(model.scorer.meta)
+    horizon, window, decline = label_settings(model.metadata)
     snapshot = build_snapshots(
         con, [end], horizon=horizon, activity_window=window, decline=decline
     )
@@ -670,7 +670,7 @@ def test_model_info(client: TestClient, world: dict[str, Any]) -> None:
     assert body["alias"] == CHAMPION
     assert body["uri"] == alias_uri(NAME)
     assert body["run_id"] == world["run_id"]
-    assert body["horizon"] == "365d"
+    assert (body["horizon"], body["decline"], body["activity_window"]) == ("365d", 0.5, "365d")
     assert body["test_as_of"] == model.scorer.meta["test_as_of"]
     assert body["train_as_of"] == model.scorer.meta["train_as_of"]
     # the served model was refitted on the freshest labels; the metrics come from the backtest
