@@ -294,7 +294,7 @@ def test_at_risk_pages_are_the_record(http: httpx.Client, web_world: WebWorld) -
 def posted_rows(small_world: World, web_world: WebWorld) -> list[dict[str, Any]]:
     """Feature rows of a few accounts at the latest as_of, as a CRM would post them."""
     model = small_world.model()
-    horizon, window, decline = label_settings(model.scorer.meta)
+    horizon, window, decline = label_settings(model.metadata)
     con = small_world.connect()
     try:
         day = web_world.as_of[-1]
