@@ -25,6 +25,8 @@ PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high
 OFFSET_FEATURE = "revenue_365d"
 # BG/NBD x Gamma-Gamma expected revenue over the horizon (features/families/btyd.py)
 EXPECTED_FEATURE = "btyd_expected_value"
+# the statistical model's probability of no order in the horizon: the defection offset
+DEFECTION_OFFSET_FEATURE = "btyd_p_no_order"
 TENURE_FEATURE = "tenure_days"
 # Up to this many rows, scoring takes them one at a time rather than in one call for all, at
 # both steps where that pays: LightGBM's single-row fast path instead of Booster.predict (whose
@@ -62,6 +64,12 @@ def value_base(
     return np.maximum(base, 1.0)
 
 
+def offset_log_odds(probability: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """Log-odds of a probability feature, clipped off 0 and 1; ``fill`` where it is missing."""
+    p = np.clip(np.asarray(probability, dtype=float), 1e-4, 1 - 1e-4)
+    return np.where(np.isfinite(p), np.log(p / (1 - p)), fill)
+
+
 def _margins(saved: float | list[float]) -> tuple[float, float]:
     # bundles saved before per-bound margins hold one symmetric margin
     if isinstance(saved, int | float):
@@ -94,6 +102,12 @@ class Scorer:
         (:func:`value_base` of these features over a horizon of ``offset_scale`` days): trees
         cannot extrapolate to accounts larger or older than any they were trained on, but a
         ratio carries over to any size and age.
+    defection_offset_feature, defection_offset_weight, defection_offset_center
+        The defection model's trees start from ``weight`` times the log-odds of this feature
+        (a statistical model's probability of the same event, e.g. BG/NBD's P(no order in the
+        horizon)), which extrapolates to accounts older or longer silent than any in training;
+        weight 0 means no offset. ``center`` is the mean of those log-odds on the training rows:
+        in :meth:`contributions` the offset's deviation from it is the feature's contribution.
     meta
         Free-form facts about training (window, horizon, metrics, interval level).
     """
@@ -109,6 +123,9 @@ class Scorer:
     tenure_feature: str | None = None
     offset_scale: float = 365.0
     expected_feature: str | None = None
+    defection_offset_feature: str | None = None
+    defection_offset_weight: float = 0.0
+    defection_offset_center: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
     _single_row: dict[tuple[str, str], SingleRowPredictor | None] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -149,6 +166,15 @@ class Scorer:
             x[:, names.index(self.offset_feature)], tenure, self.offset_scale, expected
         )
 
+    def defection_offset(self, x: np.ndarray) -> np.ndarray | None:
+        """The log-odds the defection trees start from, or None without an offset."""
+        if self.defection_offset_feature is None or self.defection_offset_weight == 0:
+            return None
+        return self.defection_offset_weight * offset_log_odds(
+            x[:, self.spec.names.index(self.defection_offset_feature)],
+            self.defection_offset_center,
+        )
+
     def predict_matrix(
         self,
         x: np.ndarray,
@@ -163,8 +189,11 @@ class Scorer:
         """
         # one thread for small batches: an idle second OpenMP thread spins and costs ~8 ms
         threads = 1 if len(x) < 2000 else num_threads
-        if defection_log_odds is None:
+        offset = self.defection_offset(x)
+        if defection_log_odds is None and offset is None:
             raw = self._predict("defection", x, "normal", threads)
+        elif defection_log_odds is None:
+            raw = expit(self._predict("defection", x, "raw", threads) + offset)
         else:
             raw = expit(np.asarray(defection_log_odds, dtype=float))
         base = self.value_offset(x)
@@ -193,7 +222,19 @@ class Scorer:
     def contributions(self, x: np.ndarray, *, num_threads: int = 0) -> np.ndarray:
         """SHAP contributions of each feature to the defection log-odds (last column: bias)."""
         threads = 1 if len(x) < 2000 else num_threads
-        return self._predict("defection", x, "contrib", threads)
+        contrib = self._predict("defection", x, "contrib", threads)
+        offset = self.defection_offset(x)
+        if offset is None:
+            return contrib
+        # the offset's deviation from its training mean is its feature's part; the mean joins
+        # the bias, so that the row sums stay the full log-odds
+        assert self.defection_offset_feature is not None
+        column = self.spec.names.index(self.defection_offset_feature)
+        mean = self.defection_offset_weight * self.defection_offset_center
+        contrib = np.array(contrib, dtype=float, copy=True)
+        contrib[:, column] += offset - mean
+        contrib[:, -1] += mean
+        return contrib
 
     @staticmethod
     def _paths(directory: Path) -> dict[str, Path]:
@@ -224,6 +265,9 @@ class Scorer:
             "tenure_feature": self.tenure_feature,
             "offset_scale": self.offset_scale,
             "expected_feature": self.expected_feature,
+            "defection_offset_feature": self.defection_offset_feature,
+            "defection_offset_weight": self.defection_offset_weight,
+            "defection_offset_center": self.defection_offset_center,
         }
         paths["meta"].write_text(json.dumps(meta, indent=1, default=str))
         return {name: str(path) for name, path in paths.items()}
@@ -250,5 +294,8 @@ class Scorer:
             tenure_feature=meta.pop("tenure_feature", None),
             offset_scale=float(meta.pop("offset_scale", 365.0)),
             expected_feature=meta.pop("expected_feature", None),
+            defection_offset_feature=meta.pop("defection_offset_feature", None),
+            defection_offset_weight=float(meta.pop("defection_offset_weight", 0.0)),
+            defection_offset_center=float(meta.pop("defection_offset_center", 0.0)),
             meta=meta,
         )

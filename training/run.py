@@ -140,6 +140,7 @@ def train_candidate(
         fit = fit_models(
             snapshots, deploy_plan, names, families, options=options, progress=say,
             capacity=backtest.capacity, calibration=backtest.calibration,
+            offset_weight=backtest.offset_weight,
         )
     else:
         plan = deploy_plan
@@ -161,7 +162,7 @@ def train_candidate(
                 "window": r.window,
                 "train rows": r.n_train,
                 "valid rows": r.n_valid,
-                "defection logloss": r.defection_logloss[evidence.capacity],
+                "defection logloss": r.defection_logloss[evidence.config],
                 "value bias %": r.value_bias_pct,
                 **{f"brier {m}": b for m, b in r.brier.items()},
             }
@@ -215,6 +216,7 @@ def train_candidate(
                 "deploy_train_rows": int(snapshots["as_of"].isin(deploy_plan.train_as_of).sum()),
                 "capacity": choices.capacity,
                 "calibration": choices.calibration,
+                "defection_offset_weight": fit.offset_weight,
                 "defection_trees": choices.defection_trees,
                 "value_trees": choices.value_trees,
                 "interval_level": choices.interval_level,

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from kam.features.snapshots import build_snapshots, data_end
-from kam.models.scorer import SINGLE_ROW_MAX
+from kam.models.scorer import (
+    DEFECTION_OFFSET_FEATURE,
+    SINGLE_ROW_MAX,
+    Scorer,
+    offset_log_odds,
+)
 from kam.models.single_row import single_row_predictor
 from tests.world import World, with_gaps
 
@@ -59,3 +66,53 @@ def test_a_row_of_the_wrong_width_is_refused(rows: dict) -> None:
     assert fast is not None
     with pytest.raises(ValueError, match=f"expected one row of {fast.ncol} features"):
         fast.predict(np.zeros(fast.ncol - 1))
+
+
+@pytest.fixture(scope="module")
+def with_offset(rows: dict) -> Scorer:
+    """The scorer with a BG/NBD offset under its defection trees (the arithmetic, not a fit)."""
+    return dataclasses.replace(
+        rows["scorer"],
+        defection_offset_feature=DEFECTION_OFFSET_FEATURE,
+        defection_offset_weight=0.7,
+        defection_offset_center=-0.4,
+    )
+
+
+def test_an_offset_is_the_offset_features_part_and_the_sums_stay_the_log_odds(
+    rows: dict, with_offset: Scorer
+) -> None:
+    plain, x = rows["scorer"], rows["x"]
+    column = plain.spec.names.index(DEFECTION_OFFSET_FEATURE)
+    shift = 0.7 * offset_log_odds(x[:, column], -0.4)
+    before, after = plain.contributions(x), with_offset.contributions(x)
+    np.testing.assert_allclose(after.sum(axis=1), before.sum(axis=1) + shift, atol=1e-9)
+    moved = np.abs(after - before).max(axis=0) > 1e-12
+    assert set(np.flatnonzero(moved)) <= {column, x.shape[1]}  # its feature and the bias only
+    # a row without the feature gets the training mean: nothing in its feature's part
+    assert after[3, column] == pytest.approx(before[3, column])
+    probability = with_offset.calibrator.transform(expit(before.sum(axis=1) + shift))
+    np.testing.assert_allclose(
+        with_offset.predict_matrix(x)["defection_probability"], probability, atol=1e-9
+    )
+
+
+def test_an_offset_scorer_gives_the_same_numbers_row_by_row_and_after_saving(
+    with_offset: Scorer, rows: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    x = rows["x"]
+    whole = with_offset.predict_matrix(x, num_threads=1)
+    for start in range(0, len(x), SINGLE_ROW_MAX):
+        part = slice(start, start + SINGLE_ROW_MAX)
+        np.testing.assert_allclose(
+            with_offset.predict_matrix(x[part])["defection_probability"],
+            whole["defection_probability"][part],
+            rtol=1e-12,
+        )
+    folder = tmp_path_factory.mktemp("offset")
+    with_offset.save(folder)
+    loaded = Scorer.load_dir(folder)
+    assert loaded.defection_offset_weight == 0.7
+    np.testing.assert_allclose(
+        loaded.predict_matrix(x)["defection_probability"], whole["defection_probability"]
+    )

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.metrics import log_loss
 
 from kam.models.calibration import ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
 from kam.models.metadata import FitChoices
-from kam.models.scorer import Scorer
+from kam.models.scorer import DEFECTION_OFFSET_FEATURE, Scorer, offset_log_odds
 from kam.training.fit.boosting import (
     _base,
     _conformal_margin,
@@ -30,6 +32,7 @@ from kam.training.fit.options import (
     FitOptions,
     FitResult,
     FoldReport,
+    config_name,
 )
 from kam.training.fit.windows import _validation_windows
 from kam.training.metrics import bias_pct
@@ -46,6 +49,7 @@ def fit_models(
     progress: Callable[[str], None] | None = None,
     capacity: str | None = None,
     calibration: str | None = None,
+    offset_weight: float | None = None,
 ) -> FitResult:
     """Fit the defection and value models of ``plan`` from labelled ``snapshots``.
 
@@ -64,9 +68,9 @@ def fit_models(
         Training knobs.
     progress
         Called with a short message as each stage starts.
-    capacity, calibration
-        The tree shape and calibration method already chosen (by a backtest); None chooses
-        them on this plan's validation windows.
+    capacity, calibration, offset_weight
+        The tree shape, calibration method and defection offset weight already chosen (by a
+        backtest); None chooses them on this plan's validation windows.
 
     Returns
     -------
@@ -101,6 +105,31 @@ def fit_models(
     def log_base(frame: pd.DataFrame) -> np.ndarray:
         return np.log(base_of(frame))
 
+    # The defection offset: BG/NBD's log-odds of no order, fitted at each as_of, carries over to
+    # accounts older and longer silent than any in training, where trees can only stay flat.
+    offset_feature_p = DEFECTION_OFFSET_FEATURE if DEFECTION_OFFSET_FEATURE in spec.names else None
+    weights = options.offset_weights if offset_feature_p else (0.0,)
+    if offset_weight is not None:
+        weights = (offset_weight,) if offset_feature_p else (0.0,)
+    center = 0.0
+    if offset_feature_p is not None:
+        known = offset_log_odds(final_train[offset_feature_p].to_numpy(dtype=float), np.nan)
+        center = float(np.nanmean(known)) if np.isfinite(known).any() else 0.0
+
+    def defection_offset(weight: float) -> Callable[[pd.DataFrame], np.ndarray] | None:
+        if weight == 0 or offset_feature_p is None:
+            return None
+        return lambda frame: weight * offset_log_odds(
+            frame[offset_feature_p].to_numpy(dtype=float), center
+        )
+
+    def defection_on(valid: pd.DataFrame, booster: lgb.Booster, weight: float) -> np.ndarray:
+        raw = booster.predict(
+            spec.matrix(valid), raw_score=True, num_iteration=booster.best_iteration
+        )
+        shift = defection_offset(weight)
+        return expit(raw + (shift(valid) if shift else 0.0))
+
     reports: list[FoldReport] = []
     oos: dict[str, list[np.ndarray]] = {"y": [], "window": []}
     oos_raw: dict[str, list[np.ndarray]] = {name: [] for name in grid}
@@ -111,10 +140,12 @@ def fit_models(
         y_tr = train["label_defection"].to_numpy(dtype=int)
         y_va = valid["label_defection"].to_numpy(dtype=int)
         report = FoldReport(label, len(train), len(valid))
+        # shapes are compared at the first weight; the other weights at the chosen shape, below
         for name, shape in grid.items():
             params = _params(shape, options, objective="binary", metric="binary_logloss")
-            booster = _train(params, spec, train, y_tr, valid, y_va)
-            raw = booster.predict(spec.matrix(valid), num_iteration=booster.best_iteration)
+            shift = defection_offset(weights[0])
+            booster = _train(params, spec, train, y_tr, valid, y_va, offset=shift)
+            raw = defection_on(valid, booster, weights[0])
             report.defection_logloss[name] = float(log_loss(y_va, raw, labels=[0, 1]))
             report.best_iteration[name] = int(booster.best_iteration or MAX_TREES)
             oos_raw[name].append(raw)
@@ -160,7 +191,46 @@ def fit_models(
         )
     else:
         notes.append(f"tree shape {capacity!r} as chosen by the backtest")
-    rounds = int(np.median([r.best_iteration[capacity] for r in reports]))
+    chosen_weight = weights[0]
+    if len(weights) > 1:
+        key = config_name(capacity, weights[0])
+        for report in reports:  # the first weight's figures under the configuration's name
+            report.defection_logloss[key] = report.defection_logloss[capacity]
+            report.best_iteration[key] = report.best_iteration[capacity]
+        losses = {weights[0]: np.mean([r.defection_logloss[key] for r in reports])}
+        raws: dict[float, list[np.ndarray]] = {weights[0]: list(oos_raw[capacity])}
+        for weight in weights[1:]:
+            key = config_name(capacity, weight)
+            raws[weight] = []
+            for (label, train, valid), report in zip(windows, reports, strict=True):
+                say(f"{label}: BG/NBD offset x{weight:g}")
+                y_tr = train["label_defection"].to_numpy(dtype=int)
+                y_va = valid["label_defection"].to_numpy(dtype=int)
+                params = _params(
+                    grid[capacity], options, objective="binary", metric="binary_logloss"
+                )
+                booster = _train(
+                    params, spec, train, y_tr, valid, y_va, offset=defection_offset(weight)
+                )
+                raw = defection_on(valid, booster, weight)
+                report.defection_logloss[key] = float(log_loss(y_va, raw, labels=[0, 1]))
+                report.best_iteration[key] = int(booster.best_iteration or MAX_TREES)
+                raws[weight].append(raw)
+            losses[weight] = np.mean([r.defection_logloss[key] for r in reports])
+        chosen_weight = min(losses, key=lambda w: losses[w])
+        oos_raw[capacity] = raws[chosen_weight]
+        notes.append(
+            "defection offset (BG/NBD log-odds of no order) chosen by mean validation log loss: "
+            + ", ".join(f"x{w:g} {loss:.4f}" for w, loss in losses.items())
+            + f" -> x{chosen_weight:g}"
+        )
+    elif offset_weight is not None and offset_feature_p is not None:
+        notes.append(f"defection offset x{chosen_weight:g} as chosen by the backtest")
+    config = config_name(capacity, chosen_weight)
+    for report in reports:
+        report.defection_logloss.setdefault(config, report.defection_logloss[capacity])
+        report.best_iteration.setdefault(config, report.best_iteration[capacity])
+    rounds = int(np.median([r.best_iteration[config] for r in reports]))
     value_rounds = int(np.median([r.value_best_iteration for r in reports]))
     # the final fit sees more rows than any window: a few more trees than the windows chose
     rounds, value_rounds = max(20, int(rounds * 1.1)), max(20, int(value_rounds * 1.1))
@@ -192,6 +262,7 @@ def fit_models(
         final_train,
         y_final,
         rounds=rounds,
+        offset=defection_offset(chosen_weight),
     )
     vt_final = _value_target(final_train)
     value = _train(
@@ -222,11 +293,16 @@ def fit_models(
         tenure_feature=tenure_feature,
         offset_scale=options.horizon_days,
         expected_feature=expected_feature,
+        defection_offset_feature=offset_feature_p if chosen_weight else None,
+        defection_offset_weight=chosen_weight,
+        defection_offset_center=center if chosen_weight else 0.0,
         meta=FitChoices(
             capacity, calibration, rounds, value_rounds, options.interval_level
         ).to_meta(),
     )
-    return FitResult(scorer, list(spec.names), capacity, calibration, reports, notes)
+    return FitResult(
+        scorer, list(spec.names), capacity, calibration, reports, notes, chosen_weight
+    )
 
 
 def refit(
@@ -257,10 +333,15 @@ def refit(
     def log_base(frame: pd.DataFrame) -> np.ndarray:
         return np.log(base_of(frame))
 
+    def defection_offset(frame: pd.DataFrame) -> np.ndarray:
+        shift = old.defection_offset(spec.matrix(frame))
+        return np.zeros(len(frame)) if shift is None else shift
+
     y = snapshots["label_defection"].to_numpy(dtype=int)
     defection = _train(
         _params(shape, options, objective="binary"), spec, snapshots, y,
         rounds=rounds,
+        offset=defection_offset if old.defection_offset_weight else None,
     )
     target = _value_target(snapshots)
     value_params = _params(
@@ -283,5 +364,8 @@ def refit(
         tenure_feature=old.tenure_feature,
         offset_scale=old.offset_scale,
         expected_feature=old.expected_feature,
+        defection_offset_feature=old.defection_offset_feature,
+        defection_offset_weight=old.defection_offset_weight,
+        defection_offset_center=old.defection_offset_center,
         meta=dict(old.meta),
     )

@@ -31,6 +31,9 @@ class FitOptions:
     horizon_days: float = 365.0
     # the value models correct BG/NBD x Gamma-Gamma's expected revenue where it is known
     expected_base: bool = True
+    # weights of BG/NBD's log-odds of no order that the defection trees may start from (0: none);
+    # the validation windows choose among them by log loss
+    offset_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -57,3 +60,14 @@ class FitResult:
     calibration: str
     folds: list[FoldReport]
     notes: list[str]
+    offset_weight: float = 0.0
+
+    @property
+    def config(self) -> str:
+        """The chosen defection configuration, as the folds' reports name it."""
+        return config_name(self.capacity, self.offset_weight)
+
+
+def config_name(capacity: str, offset_weight: float) -> str:
+    """A defection configuration's name: its tree shape, and its offset weight if any."""
+    return capacity if offset_weight == 0 else f"{capacity}, BG/NBD offset x{offset_weight:g}"

@@ -29,12 +29,18 @@ def _validation_windows(
     # year of data and a 26-week horizon): hold out accounts instead.
     from sklearn.model_selection import GroupKFold
 
+    # Each fold is validated on its held-out accounts at the latest as_of only: the trees,
+    # calibration and interval margins then answer for the season and the population's age the
+    # model will score, not for the mix of every as_of (an "ever" population ages with as_of).
+    latest = final_train["as_of"].max()
     notes.append(
         "history too short for rolling-origin windows: choices made on 3 account-grouped folds "
-        "of the training snapshots"
+        f"of the training snapshots, each validated on its accounts at {latest.date()}"
     )
     splitter = GroupKFold(n_splits=3, shuffle=True, random_state=seed)
     groups = final_train["account_id"].to_numpy()
+    at_latest = (final_train["as_of"] == latest).to_numpy()
     for k, (tr, va) in enumerate(splitter.split(final_train, groups=groups)):
-        windows.append((f"account fold {k + 1}", final_train.iloc[tr], final_train.iloc[va]))
+        valid = final_train.iloc[va[at_latest[va]]]
+        windows.append((f"account fold {k + 1}", final_train.iloc[tr], valid))
     return windows
