@@ -214,6 +214,15 @@ def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
     assert any("no out-of-time test was possible" in w for w in outcome.evaluation.warnings)
     tags = MlflowClient(request.tracking_uri).get_run(outcome.run_id).data.tags
     assert tags["evaluation"] == "account-grouped folds"
+    # the folds validate on their accounts at the latest labelled as_of only: one row each
+    assert all(0 < r.n_valid <= 200 for r in outcome.fit.folds)
+    # the weight of BG/NBD's log-odds under the defection trees was chosen, and the scorer
+    # it serves applies it
+    note = next(n for n in outcome.fit.notes if n.startswith("defection offset"))
+    scorer = outcome.fit.scorer
+    assert f"-> x{outcome.fit.offset_weight:g}" in note
+    assert scorer.defection_offset_weight == outcome.fit.offset_weight
+    assert (scorer.defection_offset_feature is not None) == (outcome.fit.offset_weight > 0)
 
 
 def test_a_fixed_tree_shape_other_than_the_value_models_fits(trained: dict) -> None:
