@@ -276,6 +276,14 @@ def promote(
     force: Annotated[
         bool, typer.Option("--force", help="promote whatever the comparison says")
     ] = False,
+    new_definition: Annotated[
+        bool,
+        typer.Option(
+            "--new-definition",
+            help="promote a version with another horizon, decline, population or feature set "
+            "(recorded on the version)",
+        ),
+    ] = False,
 ) -> None:
     """Make the newest registered version champion if it beats the current one.
 
@@ -293,6 +301,7 @@ def promote(
             tracking_uri=settings.resolved_tracking_uri,
             version=version,
             force=force,
+            new_definition=new_definition,
         )
     except ModelNotLoadedError as err:
         _fail(str(err))

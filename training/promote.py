@@ -18,14 +18,17 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from kam.models.errors import ModelNotLoadedError
-from kam.models.registry import CHAMPION, load_model
+from kam.models.registry import CHAMPION, LoadedModel, load_model
 from kam.models.scorer import Scorer
 from kam.training.metrics import defection_metrics, normalized_gini
 from kam.training.run import BACKTEST_SCORER, TEST_SNAPSHOT
 
 AGREED = ("defection_pr_auc", "value_gini")
 
-Verdict = Literal["first", "same", "better", "worse", "no better", "incomparable"]
+Verdict = Literal[
+    "first", "same", "better", "worse", "no better", "incomparable", "new definition"
+]
+DEFINITION_TAG = "definition_change"
 
 
 @dataclass
@@ -64,6 +67,40 @@ def _evidence_scorer(client: MlflowClient, model_name: str, version: str) -> Sco
         folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BACKTEST_SCORER)
         return Scorer.load_dir(Path(folder))
     return load_model(f"models:/{model_name}/{version}").scorer
+
+
+def definition_differences(champion: LoadedModel, candidate: LoadedModel) -> list[str]:
+    """What the two bundles predict differently: label horizon, decline, population, features.
+
+    Probabilities of different events (or over different populations, or from different
+    feature rows) cannot be compared on either one's labels as if they were the same.
+    """
+    old, new = champion.metadata, candidate.metadata
+    found = []
+    if old.horizon != new.horizon:
+        found.append(f"horizon {new.horizon} vs the champion's {old.horizon}")
+    if old.decline != new.decline:
+        found.append(f"decline threshold {new.decline:g} vs the champion's {old.decline:g}")
+    if old.activity_window != new.activity_window:
+        found.append(f"population {new.population!r} vs the champion's {old.population!r}")
+    old_spec, new_spec = champion.scorer.spec, candidate.scorer.spec
+    added = sorted(set(new_spec.names) - set(old_spec.names))
+    dropped = sorted(set(old_spec.names) - set(new_spec.names))
+    if added or dropped:
+        found.append(
+            "features"
+            + (f" added {', '.join(added)}" if added else "")
+            + (";" if added and dropped else "")
+            + (f" dropped {', '.join(dropped)}" if dropped else "")
+        )
+    recoded = sorted(
+        name
+        for name in set(old_spec.categories) & set(new_spec.categories)
+        if old_spec.categories[name] != new_spec.categories[name]
+    )
+    if recoded:
+        found.append(f"categories of {', '.join(recoded)}")
+    return found
 
 
 def _agreed_metrics(scorer: Scorer, frame: pd.DataFrame) -> dict[str, float]:
@@ -111,6 +148,18 @@ def compare(model_name: str, *, tracking_uri: str, version: str | None = None) -
         return Comparison(version, None, "first", f"{model_name!r} has no champion yet")
     if champion == version:
         return Comparison(version, champion, "same", f"version {version} is already champion")
+    differences = definition_differences(
+        load_model(f"models:/{model_name}/{champion}"),
+        load_model(f"models:/{model_name}/{version}"),
+    )
+    if differences:
+        return Comparison(
+            version,
+            champion,
+            "new definition",
+            f"version {version} predicts something other than champion {champion}: "
+            + "; ".join(differences),
+        )
 
     path = mlflow.artifacts.download_artifacts(run_id=candidate.run_id, artifact_path=TEST_SNAPSHOT)
     frame = pd.read_parquet(path)
@@ -148,6 +197,7 @@ def promote(
     tracking_uri: str,
     version: str | None = None,
     force: bool = False,
+    new_definition: bool = False,
 ) -> Decision:
     """Set the champion alias on ``version`` (default: the newest) if it is at least as good.
 
@@ -160,7 +210,10 @@ def promote(
     version
         Candidate version; default the newest registered one.
     force
-        Promote whatever the comparison says.
+        Promote whatever the comparison of metrics says (not over a change of definition).
+    new_definition
+        Promote a candidate that predicts something else than the champion (another horizon,
+        decline threshold, population or feature set); the change is recorded on the version.
 
     Returns
     -------
@@ -178,10 +231,22 @@ def promote(
         return decide(True, f"version {cand} is the first champion of {model_name!r}")
     if result.verdict == "same":
         return decide(False, result.summary)
+    if result.verdict == "new definition":
+        if not new_definition:
+            return decide(
+                False,
+                f"kept version {champ}: {result.summary}. Its scores would change meaning for "
+                "every client; pass --new-definition to make it champion all the same",
+            )
+        _client(tracking_uri).set_model_version_tag(
+            model_name, cand, DEFINITION_TAG, f"replaced version {champ}: {result.summary}"
+        )
+        return decide(True, f"new definition: version {cand} replaces version {champ} "
+                      f"({result.summary})")
     if force:
         return decide(True, f"forced: version {cand} replaces version {champ} ({result.summary})")
     if result.verdict == "better":
-        return decide(True, f"promoted: {result.summary}")
+        return decide(True, result.summary)
     if result.verdict == "incomparable":
         return decide(False, f"kept version {champ}: {result.summary}; compare by hand, --force")
     return decide(False, f"kept version {champ}: {result.summary}")

@@ -274,6 +274,8 @@ def train_candidate(
             registered_name=request.model_name if request.register else None,
         )
         version = getattr(info, "registered_model_version", None)
+        if version is not None:
+            _describe_version(request.model_name, str(version), metadata, evaluation)
     return TrainOutcome(
         run_id=run.info.run_id,
         model_version=str(version) if version is not None else None,
@@ -314,3 +316,40 @@ def _cross_fitted_scores(
         scorer = refit(fit, train, options=options)
         parts.append(scorer.predict_frame(test.iloc[held]).set_index(test.index[held]))
     return pd.concat(parts).loc[test.index].reset_index(drop=True)
+
+
+def _describe_version(
+    model_name: str, version: str, metadata: TrainingMetadata, evaluation: Evaluation
+) -> None:
+    """Tags and a description on the registered version: what it predicts, how well."""
+    client = mlflow.MlflowClient()
+    flat = evaluation.flat()
+    tags = {
+        "horizon": str(metadata.horizon),
+        "decline": f"{metadata.decline:g}",
+        "population": metadata.population,
+        "test_as_of": str(evaluation.as_of.date()),
+        "evaluation": metadata.evaluation,
+        **{
+            name: f"{flat[f'test_{name}']:.4f}"
+            for name in ("defection_roc_auc", "defection_brier", "value_gini")
+            if f"test_{name}" in flat
+        },
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    event = (
+        "buys nothing"
+        if metadata.decline >= 1
+        else f"spends less than {1 - metadata.decline:g} x its revenue of the prior "
+        f"{metadata.horizon}"
+    )
+    client.update_model_version(
+        model_name,
+        version,
+        description=(
+            f"Probability that an account ({metadata.population}) defects within "
+            f"{metadata.horizon} ({event}), and its revenue over that horizon. Evidence: "
+            f"{metadata.evaluation} at {evaluation.as_of.date()}."
+        ),
+    )

@@ -15,7 +15,7 @@ from kam.features.periods import Period
 from kam.features.synthetic import simulate
 from kam.models.metadata import TrainingMetadata
 from kam.models.registry import CHAMPION, alias_uri, load_model
-from kam.training.promote import promote
+from kam.training.promote import DEFINITION_TAG, promote
 from kam.training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
 from kam.training.splits import SplitError, plan_split
 from tests.world import build_world
@@ -43,6 +43,11 @@ def test_training_registers_a_version_that_becomes_champion(trained: dict) -> No
     decision = promote(NAME, tracking_uri=trained["tracking"])
     assert decision.promoted, decision.reason
     assert "first champion" in decision.reason
+    described = MlflowClient(trained["tracking"]).get_model_version(NAME, "1")
+    assert described.tags["horizon"] == "365d" and described.tags["decline"] == "0.5"
+    assert described.tags["population"] == "order in last 365d"
+    assert float(described.tags["defection_roc_auc"]) > 0.6
+    assert "spends less than 0.5 x its revenue of the prior 365d" in described.description
     mlflow.set_tracking_uri(trained["tracking"])
     assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
 
@@ -103,8 +108,10 @@ def test_the_bundle_scores_through_pyfunc(trained: dict) -> None:
 def test_promotion_refuses_a_worse_candidate(trained: dict) -> None:
     from dataclasses import replace
 
-    weak = replace(trained["request"], features=("tenure_days", "region"))
-    outcome = train_candidate(weak)
+    # the same definition tested a year earlier: the champion has learnt from those labels, the
+    # candidate has not, so on the candidate's test accounts the champion wins
+    earlier = trained["first"].plan.test_as_of - pd.Timedelta(days=365)
+    outcome = train_candidate(replace(trained["request"], test_as_of=earlier))
     decision = promote(NAME, tracking_uri=trained["tracking"])
     assert not decision.promoted
     assert decision.candidate_version == outcome.model_version
@@ -114,6 +121,27 @@ def test_promotion_refuses_a_worse_candidate(trained: dict) -> None:
     assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
     forced = promote(NAME, tracking_uri=trained["tracking"], force=True)
     assert forced.promoted and "forced" in forced.reason
+    MlflowClient().set_registered_model_alias(NAME, CHAMPION, "1")
+
+
+def test_promotion_refuses_another_definition_unless_told(trained: dict) -> None:
+    from dataclasses import replace
+
+    other = replace(trained["request"], features=("tenure_days", "region"), decline=0.7)
+    version = train_candidate(other).model_version
+    for force in (False, True):  # better or worse does not matter: they predict other things
+        decision = promote(NAME, tracking_uri=trained["tracking"], force=force)
+        assert not decision.promoted
+        assert "decline threshold 0.7 vs the champion's 0.5" in decision.reason
+        assert "features dropped" in decision.reason and "--new-definition" in decision.reason
+    client = MlflowClient(trained["tracking"])
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    decision = promote(NAME, tracking_uri=trained["tracking"], new_definition=True)
+    assert decision.promoted
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == version
+    recorded = client.get_model_version(NAME, str(version)).tags[DEFINITION_TAG]
+    assert recorded.startswith("replaced version 1:") and "decline threshold" in recorded
+    client.set_registered_model_alias(NAME, CHAMPION, "1")
 
 
 @pytest.mark.parametrize("horizon", ["365d", "26w", "6mo"])
