@@ -20,6 +20,7 @@ demo: install
 # coverage follows the files where they lie (kam/features etc. are links to the top-level folders)
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy kam
 	$(BIN)/pytest -m "not slow" --cov=kam --cov=features --cov=models --cov=training --cov=serving --cov-report=term:skip-covered
 
 test-all: install

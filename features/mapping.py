@@ -227,7 +227,7 @@ def _table_mapping(path: Path, name: str, entry: Any) -> TableMapping:
     )
 
 
-def _optional_str(entry: dict, key: str, fail: Any) -> str | None:
+def _optional_str(entry: dict[Any, Any], key: str, fail: Any) -> str | None:
     value = entry.get(key)
     if value is None:
         return None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 _PATTERN = re.compile(r"^\s*(\d+)\s*(d|w|mo|m|y)\s*$", re.IGNORECASE)
 _UNITS = {"d": "day", "w": "week", "mo": "month", "m": "month", "y": "year"}
@@ -41,7 +45,7 @@ class Period:
             return pd.DateOffset(months=self.count)
         return pd.DateOffset(years=self.count)
 
-    def ibis_interval(self):
+    def ibis_interval(self) -> ir.IntervalScalar:
         """The period as an ibis interval literal."""
         import ibis
 

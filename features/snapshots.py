@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ibis
 import ibis.expr.types as ir
@@ -256,8 +256,12 @@ def build_snapshots(
 
 def _typed(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
     """Columns typed by the catalog's kinds, whatever the engine returned for all-null ones."""
-    types = {"number": "float64", "count": "int64", "category": "str"}
-    columns = {f.name: frame[f.name].astype(types[f.kind]) for f in features}
+    types: dict[str, Literal["float64", "int64", "str"]] = {
+        "number": "float64",
+        "count": "int64",
+        "category": "str",
+    }
+    columns: dict[str, pd.Series] = {f.name: frame[f.name].astype(types[f.kind]) for f in features}
     columns["label_value"] = frame["label_value"].astype("float64")
     columns["label_prior_value"] = frame["label_prior_value"].astype("float64")
     columns["label_defection"] = frame["label_defection"].astype("Int8")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -40,8 +41,8 @@ from pandas.tseries.api import guess_datetime_format
 from kam.features.contract import Column, Table
 
 STRING = pd.StringDtype(na_value=np.nan)
-DATE = "datetime64[us]"
-NUMBER = "float64"
+DATE: Final = "datetime64[us]"
+NUMBER: Final = "float64"
 DTYPES = {"id": STRING, "text": STRING, "category": STRING, "date": DATE, "number": NUMBER}
 
 # Pairs (earlier, later) of date columns whose order the contract implies.
@@ -355,7 +356,8 @@ def _schema_entries(
         broken = failures[failures["index"].isna()]
         raise RuntimeError(f"{table.name}: schema failures not tied to rows:\n{broken}")
     parts = []
-    for (column, check), group in failures.groupby(["column", "check"], sort=False):
+    for (name, check), group in failures.groupby(["column", "check"], sort=False):
+        column = str(name)
         rows = np.unique(group["index"].to_numpy(dtype=np.int64))
         if check == "not_nullable":
             if column in parse_failures:

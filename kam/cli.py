@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 from pydantic import ValidationError
@@ -14,9 +14,10 @@ from rich.table import Table
 
 from kam.features.errors import DataContractError, EmptyWindowError
 from kam.features.periods import Period
-from kam.features.settings import KamSettings, StoreSettings
+from kam.features.settings import StoreSettings
 from kam.options import (
     AccountsOpt,
+    AccountsOrSettingOpt,
     AsOfListOpt,
     AsOfOpt,
     DataOpt,
@@ -26,6 +27,7 @@ from kam.options import (
     ModelUriOpt,
     OutOpt,
     PopulationOpt,
+    RequiredOutOpt,
 )
 
 app = typer.Typer(
@@ -35,7 +37,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-S = TypeVar("S", bound=KamSettings)
+S = TypeVar("S", bound=StoreSettings)
 
 
 def _fail(message: str) -> NoReturn:
@@ -121,7 +123,6 @@ def ingest(
         )
     except (DataContractError, FileNotFoundError) as err:
         _fail(str(err))
-        return
     rows = report.as_rows()
     table = Table(title=f"ingested {data_dir}")
     for column in rows[0]:
@@ -136,7 +137,7 @@ def ingest(
 
 @app.command()
 def features(
-    out: OutOpt,
+    out: RequiredOutOpt,
     data: DataOpt = None,
     as_of: AsOfListOpt = None,
     start: Annotated[str | None, typer.Option("--from", help="first as_of of a series")] = None,
@@ -239,9 +240,12 @@ def train(
         _fail(f"--as-of: {err}")
     try:
         with console.status("training") as status:
-            outcome = train_candidate(
-                request, progress=lambda msg: (console.log(msg), status.update(msg))
-            )
+
+            def progress(message: str) -> None:
+                console.log(message)
+                status.update(message)
+
+            outcome = train_candidate(request, progress=progress)
     except (DataContractError, EmptyWindowError, SplitError) as err:
         _fail(str(err))
     ev = outcome.evaluation
@@ -252,7 +256,8 @@ def train(
     shown = format_table(ev)
     for column in ("target", "metric", *shown.columns):
         table.add_column(column, justify="left" if column in {"target", "metric"} else "right")
-    for (target, metric), row in shown.iterrows():
+    for key, row in shown.iterrows():
+        target, metric = cast(tuple[str, str], key)  # rows are keyed (target, metric)
         table.add_row(target, metric, *row.tolist())
     console.print(table)
     for warning in ev.warnings:
@@ -387,7 +392,7 @@ def serve(
 @app.command()
 def demo(
     data: DataOpt = None,
-    accounts: AccountsOpt = None,
+    accounts: AccountsOrSettingOpt = None,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="end by serving the API and page")
     ] = True,

@@ -51,7 +51,9 @@ EveryOpt = Annotated[
         "of history, monthly otherwise); default KAM_SNAPSHOT_EVERY",
     ),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="file to write: .parquet, or .csv")]
+_OUT = typer.Option("--out", help="file to write: .parquet, or .csv")
+OutOpt = Annotated[Path | None, _OUT]
+RequiredOutOpt = Annotated[Path, _OUT]
 ModelUriOpt = Annotated[
     str | None,
     typer.Option(
@@ -60,4 +62,7 @@ ModelUriOpt = Annotated[
         "models:/<model name>@champion",
     ),
 ]
-AccountsOpt = Annotated[int | None, typer.Option("--accounts", min=1, help="accounts to simulate")]
+_ACCOUNTS = typer.Option("--accounts", min=1, help="accounts to simulate")
+AccountsOpt = Annotated[int, _ACCOUNTS]
+# None: the number the command's settings give
+AccountsOrSettingOpt = Annotated[int | None, _ACCOUNTS]

@@ -138,7 +138,7 @@ class TrainingMetadata:
     def __post_init__(self) -> None:
         # days, as the bundle records them, so a record equals itself read back
         for name in ("test_as_of", "data_end"):
-            object.__setattr__(self, name, _day(getattr(self, name), name))
+            object.__setattr__(self, name, _maybe_day(getattr(self, name), name))
         if not 0 < self.decline <= 1:
             raise ValueError(f"decline must be in (0, 1], got {self.decline}")
         if self.evaluation is not None and self.evaluation not in get_args(Evaluation):
@@ -167,8 +167,8 @@ class TrainingMetadata:
             "backtest_train_as_of": None
             if self.backtest_train_as_of is None
             else self.backtest_train_as_of.to_json(),
-            "test_as_of": _text(self.test_as_of),
-            "data_end": _text(self.data_end),
+            "test_as_of": _maybe_text(self.test_as_of),
+            "data_end": _maybe_text(self.data_end),
             "evaluation": self.evaluation,
             **({} if self.fit is None else self.fit.to_meta()),
         }
@@ -193,8 +193,8 @@ class TrainingMetadata:
                 else Period.parse(meta["snapshot_every"]),
                 train_as_of=_range(meta, "train_as_of"),
                 backtest_train_as_of=_range(meta, "backtest_train_as_of"),
-                test_as_of=_day(meta.get("test_as_of"), "test_as_of"),
-                data_end=_day(meta.get("data_end"), "data_end"),
+                test_as_of=_maybe_day(meta.get("test_as_of"), "test_as_of"),
+                data_end=_maybe_day(meta.get("data_end"), "data_end"),
                 evaluation=meta.get("evaluation"),
                 fit=FitChoices.from_meta(meta) if any(k in meta for k in FIT_KEYS) else None,
             )
@@ -227,9 +227,11 @@ def _range(meta: Mapping[str, Any], key: str) -> AsOfRange | None:
     return AsOfRange(_day(value[0], key), _day(value[1], key))
 
 
-def _day(value: Any, key: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
+def _maybe_day(value: Any, key: str) -> pd.Timestamp | None:
+    return None if value is None else _day(value, key)
+
+
+def _day(value: Any, key: str) -> pd.Timestamp:
     try:
         stamp = pd.Timestamp(value)
     except (TypeError, ValueError) as err:
@@ -239,8 +241,12 @@ def _day(value: Any, key: str) -> pd.Timestamp | None:
     return stamp.normalize()
 
 
-def _text(day: pd.Timestamp | None) -> str | None:
-    return None if day is None else str(day.date())
+def _maybe_text(day: pd.Timestamp | None) -> str | None:
+    return None if day is None else _text(day)
+
+
+def _text(day: pd.Timestamp) -> str:
+    return str(day.date())
 
 
 def _number(meta: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:

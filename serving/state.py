@@ -100,7 +100,7 @@ def account_json(frame: pd.DataFrame) -> list[bytes]:
     finally:
         con.close()
     ids = rows["account_id"].astype(str).tolist()
-    parts: list[list[str]] = []
+    parts: list[list[object]] = []
     for part in RECORD.body_parts:
         if part.list_field is None:
             parts.append(next(runs).tolist())

@@ -267,6 +267,16 @@ def _day_of(value: Any) -> date | None:
     return None if value is None else pd.Timestamp(value).date()
 
 
+def _open_complaint(row: Mapping[Any, Any], as_of: date) -> dict[str, Any]:
+    opened_at = _day_of(row.get("opened_at"))
+    return {
+        "opened_at": opened_at,
+        "category": none_if_missing(row.get("category")),
+        "severity": none_if_missing(row.get("severity")),
+        "days_open": None if opened_at is None else (as_of - opened_at).days,
+    }
+
+
 def _scalar(con: Any, expr: Any) -> Any:
     return none_if_missing(con.execute(expr))
 
@@ -381,15 +391,7 @@ def _activity(con: Any, tables: set[str], account_id: str, as_of: date) -> Activ
         wanted = [c for c in ("opened_at", "category", "severity") if c in table.columns]
         frame = con.execute(still_open.select(*wanted).order_by("opened_at"))
         found["open_complaints"] = tuple(
-            {
-                "opened_at": _day_of(r.get("opened_at")),
-                "category": none_if_missing(r.get("category")),
-                "severity": none_if_missing(r.get("severity")),
-                "days_open": (as_of - _day_of(r.get("opened_at"))).days
-                if _day_of(r.get("opened_at"))
-                else None,
-            }
-            for r in frame.to_dict("records")
+            _open_complaint(r, as_of) for r in frame.to_dict("records")
         )
     if "actions" in tables:
         table = con.table("actions")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -40,12 +41,13 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
 
     def metric(self, target: str, name: str, column: str = "model") -> float:
-        return float(self.table.loc[(target, name), column])
+        return float(self.table[column].loc[(target, name)])
 
     def flat(self, prefix: str = "test") -> dict[str, float]:
         """Metrics as flat MLflow names, e.g. ``test_defection_pr_auc``."""
         out = {}
-        for (target, name), row in self.table.iterrows():
+        for key, row in self.table.iterrows():
+            target, name = cast(tuple[str, str], key)  # rows are keyed (target, metric)
             for column, suffix in (("model", ""), ("baseline", "_baseline"), ("btyd", "_btyd")):
                 value = row.get(column)
                 if value is not None and pd.notna(value):
@@ -149,7 +151,10 @@ def evaluate_scores(
         records, columns=["target", "metric", "model", "model_lo", "model_hi", "baseline"]
     ).set_index(["target", "metric"])
     extra = _btyd_columns(frame, y, p, value, v, n_boot=n_boot, seed=seed)
-    table = table.join(extra) if len(extra) else table.assign(**dict.fromkeys(extra, np.nan))
+    if len(extra):
+        table = table.join(extra)
+    else:
+        table = table.assign(**dict.fromkeys(map(str, extra.columns), np.nan))
 
     frac_pos, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
     calibration = pd.DataFrame({"mean_predicted": mean_pred, "observed_rate": frac_pos})

@@ -88,7 +88,9 @@ def spearman(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(spearmanr(actual, predicted).statistic)
 
 
-def defection_metrics(y: np.ndarray, score: np.ndarray, *, is_probability: bool) -> dict:
+def defection_metrics(
+    y: np.ndarray, score: np.ndarray, *, is_probability: bool
+) -> dict[str, float]:
     """ROC-AUC, PR-AUC, top-decile lift, and Brier when ``score`` is a probability."""
     y = np.asarray(y, dtype=int)
     out = {
@@ -106,7 +108,7 @@ def value_metrics(
     predicted: np.ndarray,
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
-) -> dict:
+) -> dict[str, float]:
     """MAE, RMSE, Spearman, normalized Gini, top-20% capture, total bias and interval coverage."""
     out = {
         "mae": float(mean_absolute_error(actual, predicted)),
@@ -147,7 +149,7 @@ def bootstrap_ci(
                 draws.setdefault(name, []).append(value)
     tail = (1 - level) / 2 * 100
     out = {}
-    for name, values in draws.items():
-        lo, hi = np.percentile(values, [tail, 100 - tail])
+    for name, draw in draws.items():
+        lo, hi = np.percentile(draw, [tail, 100 - tail])
         out[name] = (float(lo), float(hi))
     return out

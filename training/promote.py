@@ -62,7 +62,11 @@ def _evidence_scorer(client: MlflowClient, model_name: str, version: str) -> Sco
     them, so it is compared through the backtest model its run logged beside it.
     """
     run_id = client.get_model_version(model_name, version).run_id
-    names = {Path(a.path).name for a in client.list_artifacts(run_id, BACKTEST_SCORER)}
+    names = (
+        {Path(a.path).name for a in client.list_artifacts(run_id, BACKTEST_SCORER)}
+        if run_id is not None
+        else set()
+    )
     if names:
         folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BACKTEST_SCORER)
         return Scorer.load_dir(Path(folder))

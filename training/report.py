@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ def model_card(
     evaluation: Evaluation,
     fit_notes: list[str],
     window_table: pd.DataFrame,
-    fingerprint: dict,
+    fingerprint: dict[str, dict[str, Any]],
 ) -> str:
     """A short markdown model card: data window, population, labels, metrics, limits."""
     horizon, decline, window = metadata.horizon, metadata.decline, metadata.activity_window

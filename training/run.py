@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import mlflow
 import pandas as pd
@@ -226,7 +227,8 @@ def train_candidate(
             }
         )
         metrics = evaluation.flat()
-        for (target, name), row in evaluation.table.iterrows():
+        for key, row in evaluation.table.iterrows():
+            target, name = cast(tuple[str, str], key)  # rows are keyed (target, metric)
             metrics[f"test_{target}_{name}_ci_low"] = float(row["model_lo"])
             metrics[f"test_{target}_{name}_ci_high"] = float(row["model_hi"])
         metrics["test_rows"] = evaluation.n_rows

@@ -21,7 +21,7 @@ from kam.features.families.expr import (
 
 TABLE = "orders"
 # The longest window: the year before last year (categories, revenue change).
-LOOKBACK_DAYS: int | None = 730
+LOOKBACK_DAYS: int = 730
 
 _DAYS_PER_MONTH = 365.25 / 12
 # Product categories are tracked as bits of 62-bit masks (bit 63 is the sign; 62 keeps every

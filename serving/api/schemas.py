@@ -10,7 +10,7 @@ the score record, :mod:`kam.serving.record`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,12 +27,16 @@ MAX_FEATURES = 1000
 FeatureValue = float | str | bool | None
 
 
-# The scores' models come from the score record: its fields, their order and types.
-AccountScore = RECORD.response_model(
-    "AccountScore",
-    "An account's latest score: risk, value with interval, tier, stage, drivers and actions.",
-    module=__name__,
-)
+# The scores' models come from the score record: its fields, their order and types. Built at
+# run time, they are plain pydantic models to a type checker, which cannot see their fields.
+if TYPE_CHECKING:
+    AccountScore: TypeAlias = BaseModel
+else:
+    AccountScore = RECORD.response_model(
+        "AccountScore",
+        "An account's latest score: risk, value with interval, tier, stage, drivers and actions.",
+        module=__name__,
+    )
 
 
 class ScoreRequest(BaseModel):

@@ -36,6 +36,8 @@ SECOND_FEATURE_SHARE = 0.5
 MIN_CONTRIBUTION = 0.01
 # Root-cause evidence (log-odds) a symptom needs before it is put down to that cause.
 EVIDENCE_MIN = 0.02
+# The missing entry for np.where on object columns (numpy's typing takes no bare None)
+_NONE = np.array(None, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,8 @@ class Drivers:
         has = self.family_code[:, 0] >= 0
         cause = np.array(CAUSES, dtype=object)[np.where(has, self.cause_code[:, 0], 0)]
         return (
-            np.where(has, self.phrase[:, 0], None).astype(object),
-            np.where(has, cause, None).astype(object),
+            np.where(has, self.phrase[:, 0], _NONE).astype(object),
+            np.where(has, cause, _NONE).astype(object),
         )
 
 

@@ -189,7 +189,8 @@ def _default_playbook() -> Playbook:
 
 
 def _problems(err: ValidationError, data: dict[str, Any]) -> list[tuple[str, str, str]]:
-    raw_actions = data.get("actions") if isinstance(data.get("actions"), list) else []
+    actions = data.get("actions")
+    raw_actions = actions if isinstance(actions, list) else []
     problems: list[tuple[str, str, str]] = []
     for item in err.errors():
         loc = list(item["loc"])

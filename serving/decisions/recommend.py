@@ -19,7 +19,7 @@ on arrays, one playbook action at a time; the one-account twin on plain values i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,8 @@ from kam.serving.decisions.playbook import Playbook
 from kam.serving.decisions.vocabulary import CAUSES, TIERS
 
 DEFAULT_MAX_ACTIONS = 3
+# The missing entry for np.where on object columns (numpy's typing takes no bare None)
+_NONE = np.array(None, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,8 @@ class Recommendations:
         owners = np.array([a.owner for a in self.playbook.actions], dtype=object)
         at = np.where(has, self.code[:, 0], 0)
         return (
-            np.where(has, titles[at], None).astype(object),
-            np.where(has, owners[at], None).astype(object),
+            np.where(has, titles[at], _NONE).astype(object),
+            np.where(has, owners[at], _NONE).astype(object),
             self.due[:, 0],
         )
 
@@ -280,7 +282,7 @@ def action_plan(
     for a, action in enumerate(actions):
         tier_ok[a, [TIER_CODE[t] for t in action.tiers]] = True
 
-    def padded(names: tuple[str, ...], wanted: list[str]) -> np.ndarray:
+    def padded(names: tuple[str, ...], wanted: Sequence[str]) -> np.ndarray:
         return np.append(np.isin(np.array(names, dtype=object), wanted), False)
 
     users: dict[Condition, list[int]] = {}
@@ -307,7 +309,9 @@ def action_plan(
     return plan
 
 
-def _codes(names: tuple[str, ...], wanted: list[list[str]]) -> tuple[frozenset[int], ...]:
+def _codes(
+    names: tuple[str, ...], wanted: Sequence[Sequence[str]]
+) -> tuple[frozenset[int], ...]:
     return tuple(frozenset(i for i, name in enumerate(names) if name in w) for w in wanted)
 
 

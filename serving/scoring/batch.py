@@ -202,7 +202,8 @@ def score_frame(
     snapshot = snapshot.reset_index(drop=True)
     n = len(snapshot)
     x = scorer.spec.matrix(snapshot)
-    every = driver_limit is None or driver_limit >= n
+    limit = n if driver_limit is None else driver_limit
+    every = limit >= n
     contributions = scorer.contributions(x) if every else None
     predictions = scorer.predict_matrix(
         x, defection_log_odds=None if contributions is None else contributions.sum(axis=1)
@@ -225,7 +226,7 @@ def score_frame(
     if contributions is None:
         # all-zero contributions give no drivers: those accounts get driver-free actions only
         contributions = np.zeros((n, len(scorer.spec.names) + 1))
-        chosen = order[: max(driver_limit, 0)]
+        chosen = order[: max(limit, 0)]
         if len(chosen):
             contributions[chosen] = scorer.contributions(x[chosen])
     drivers = compute_drivers(contributions, scorer.spec, values, phrasebook)
@@ -341,7 +342,7 @@ def _master_columns(
         master = accounts.drop_duplicates("account_id").set_index(
             accounts.drop_duplicates("account_id")["account_id"].astype(str)
         )
-        at = master.index.get_indexer(ids)
+        at = master.index.get_indexer(pd.Index(ids))
     else:
         master, at = None, np.full(len(ids), -1)
     for column in RECORD.master_columns:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kam.serving.state import ScoreTable, ServingState
+from kam.serving.store import ScoresNotLoadedError
 from kam.serving.web.labels import TIERS
 from kam.serving.web.query import DEFAULT_SORT, ListQuery
 
@@ -239,10 +240,18 @@ def book_of(state: ServingState) -> Book:
     -------
     Book
         The book kept on ``state``, or a new one built (and kept) when there is none yet.
+
+    Raises
+    ------
+    ScoresNotLoadedError
+        When the state holds no scores (callers check first).
     """
     book = state.derived.get(BOOK)
     if book is None:
+        scores = state.scores
+        if scores is None:
+            raise ScoresNotLoadedError("no scores are loaded: run `kam score`")
         # two first requests at once may both build it: the last one kept wins, both are right
-        book = Book.of(state.scores)
+        book = Book.of(scores)
         state.derived[BOOK] = book
     return book

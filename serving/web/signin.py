@@ -107,9 +107,9 @@ async def login(request: Request) -> Response:
         response = render(request, "login.html", context, status_code=401)
         end_session(response, request)
         return response
-    response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
-    set_session(response, request, key)
-    return response
+    redirect = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    set_session(redirect, request, key)
+    return redirect
 
 
 @router.post("/logout")

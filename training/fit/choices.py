@@ -68,7 +68,7 @@ def _choose_calibration(
             reports[int(w)].brier[method] = brier
             scores.append(brier)
         mean_brier[method] = float(np.mean(scores)) if scores else float("inf")
-    best = min(mean_brier, key=mean_brier.get)
+    best = min(mean_brier, key=mean_brier.__getitem__)
     if mean_brier[best] >= mean_brier["none"]:
         best = "none"
     notes.append(
