@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 from scipy.special import expit
 from sklearn.metrics import log_loss
 
-from kam.models.calibration import ProbabilityCalibrator
+from kam.models.calibration import Method, ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
 from kam.models.metadata import FitChoices
 from kam.models.scorer import DEFECTION_OFFSET_FEATURE, Scorer, offset_log_odds
@@ -124,11 +125,14 @@ def fit_models(
         )
 
     def defection_on(valid: pd.DataFrame, booster: lgb.Booster, weight: float) -> np.ndarray:
-        raw = booster.predict(
-            spec.matrix(valid), raw_score=True, num_iteration=booster.best_iteration
+        raw = np.asarray(
+            booster.predict(
+                spec.matrix(valid), raw_score=True, num_iteration=booster.best_iteration
+            ),
+            dtype=float,
         )
         shift = defection_offset(weight)
-        return expit(raw + (shift(valid) if shift else 0.0))
+        return np.asarray(expit(raw + (shift(valid) if shift else 0.0)))
 
     reports: list[FoldReport] = []
     oos: dict[str, list[np.ndarray]] = {"y": [], "window": []}
@@ -238,12 +242,12 @@ def fit_models(
 
     y_oos = np.concatenate(oos["y"])
     raw_oos = np.concatenate(oos_raw[capacity])
-    windows = np.concatenate(oos["window"])
+    window_ids = np.concatenate(oos["window"])
     if calibration is None:
-        calibration = _choose_calibration(raw_oos, y_oos, windows, reports, notes)
+        calibration = _choose_calibration(raw_oos, y_oos, window_ids, reports, notes)
     else:
         notes.append(f"calibration {calibration!r} as chosen by the backtest")
-    calibrator = ProbabilityCalibrator(calibration).fit(raw_oos, y_oos)
+    calibrator = ProbabilityCalibrator(cast(Method, calibration)).fit(raw_oos, y_oos)
 
     # Each bound gets its own conformal margin (at half the allowed miss rate): value errors are
     # skewed, and one symmetric margin over-widened the upper side.
