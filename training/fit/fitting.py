@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import cast
 
@@ -356,20 +357,7 @@ def refit(
     lower, upper = _quantile_pair(
         spec, snapshots, target, value_shape, options, value_rounds, base_of
     )
-    return Scorer(
-        spec=spec,
-        defection=defection,
-        calibrator=old.calibrator,
-        value=value,
-        lower=lower,
-        upper=upper,
-        interval_margin=old.interval_margin,
-        offset_feature=old.offset_feature,
-        tenure_feature=old.tenure_feature,
-        offset_scale=old.offset_scale,
-        expected_feature=old.expected_feature,
-        defection_offset_feature=old.defection_offset_feature,
-        defection_offset_weight=old.defection_offset_weight,
-        defection_offset_center=old.defection_offset_center,
-        meta=dict(old.meta),
+    # everything else (calibrator, margins, bases, offset) is the configuration's own
+    return dataclasses.replace(
+        old, defection=defection, value=value, lower=lower, upper=upper, meta=dict(old.meta)
     )
