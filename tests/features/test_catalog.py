@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from kam.features.catalog import CATALOG, Feature, available, by_name, families
+from kam.features.catalog import CATALOG, Feature, available, by_name, families, markdown
 from kam.features.contract import TABLES
 from kam.features.snapshots import build_snapshots
 from tests.features.test_snapshots import AS_OF, WORLD, WORLD_ORDERS, make_store
 
+ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = {
     "spend", "rhythm", "breadth", "price", "relationship", "service", "supply", "account",
     "season",
@@ -91,3 +95,36 @@ def test_category_features_are_strings_and_the_rest_numeric(
             assert pd.api.types.is_integer_dtype(column), feature.name
             assert (column >= 0).all(), feature.name
 
+
+
+@pytest.mark.parametrize("feature", CATALOG, ids=lambda f: f.name)
+def test_numbers_and_counts_have_a_unit_and_categories_none(feature: Feature) -> None:
+    if feature.kind == "category":
+        assert feature.unit is None
+    else:
+        assert feature.unit and feature.unit == feature.unit.strip()
+    if feature.name.endswith("_days") and feature.kind != "category":
+        assert feature.unit == "days", feature.name
+
+
+def test_the_committed_feature_page_is_the_generated_one() -> None:
+    committed = (ROOT / "docs" / "features.md").read_text()
+    assert committed == markdown(), (
+        "docs/features.md is stale: python -m kam.features.catalog --markdown > docs/features.md"
+    )
+
+
+def test_the_feature_page_lists_every_feature_with_kind_and_unit() -> None:
+    page = markdown()
+    for feature in CATALOG:
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{feature.name}` |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1:4] == [feature.kind, feature.unit or "", feature.table or "(none)"]
+
+
+def test_the_page_command_prints_the_page_and_refuses_no_choice() -> None:
+    command = [sys.executable, "-m", "kam.features.catalog"]
+    done = subprocess.run([*command, "--markdown"], capture_output=True, text=True, check=True)
+    assert done.stdout == markdown()
+    refused = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "--markdown" in refused.stderr
