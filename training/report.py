@@ -81,6 +81,62 @@ def plot_importance(table: pd.DataFrame, path: Path, top: int = 20) -> Path:
     return path
 
 
+def shap_by_feature(scorer: Scorer, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SHAP contributions to the defection log-odds of each row (LightGBM's ``pred_contrib``,
+    the same the drivers come from), and the feature values they belong to.
+
+    Returns
+    -------
+    (contributions, values)
+        Two frames, one row per row of ``frame`` and one column per model feature; values as
+        the model reads them (categories as their codes).
+    """
+    names = list(scorer.spec.names)
+    x = scorer.spec.matrix(frame)
+    contributions = scorer.contributions(x)[:, : len(names)]  # the last column is the bias
+    return pd.DataFrame(contributions, columns=names), pd.DataFrame(x, columns=names)
+
+
+def plot_shap_summary(scorer: Scorer, frame: pd.DataFrame, path: Path, top: int = 15) -> Path:
+    """SHAP summary of the defection model on ``frame``: by family, and a beeswarm by feature.
+
+    The family bars are the mean absolute sum of a family's contributions per account (what
+    the family as a whole moves the log-odds); the beeswarm shows each account's contribution
+    of the ``top`` features, coloured by the feature's rank among the accounts (grey: missing).
+    """
+    contributions, values = shap_by_feature(scorer, frame)
+    families = pd.Series({n: scorer.spec.families.get(n, "other") for n in scorer.spec.names})
+    by_family = (
+        contributions.T.groupby(families).sum().T.abs().mean().sort_values(ascending=True)
+    )
+    order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
+    fig = Figure(figsize=(12, 0.32 * max(len(order), len(by_family)) + 1.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2]})
+    left.barh(by_family.index, by_family.to_numpy(), color="#4c72b0")
+    left.set(xlabel="mean |SHAP| (log-odds)", title="By family")
+    rng = np.random.default_rng(0)  # jitter only: the figure is the same for the same run
+    for row, name in enumerate(order):
+        shap = contributions[name].to_numpy()
+        value = values[name]
+        known = value.notna().to_numpy()
+        rank = value.rank(pct=True).to_numpy()
+        jitter = row + rng.uniform(-0.3, 0.3, len(shap))
+        right.scatter(shap[~known], jitter[~known], s=4, color="lightgrey", rasterized=True)
+        points = right.scatter(
+            shap[known], jitter[known], s=4, c=rank[known], cmap="coolwarm", vmin=0, vmax=1,
+            rasterized=True,
+        )
+    right.axvline(0, color="grey", lw=0.8)
+    right.set_yticks(range(len(order)), [f"{n} ({families[n]})" for n in order])
+    right.set(xlabel="SHAP contribution to defection log-odds", title="Top features")
+    if len(order):
+        fig.colorbar(points, ax=right, label="feature value (rank: low to high)")
+    fig.suptitle(f"Defection model: SHAP summary over {len(contributions):,} accounts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def model_card(
     *,
     metadata: TrainingMetadata,
@@ -89,6 +145,8 @@ def model_card(
     fit_notes: list[str],
     window_table: pd.DataFrame,
     fingerprint: dict[str, dict[str, Any]],
+    seed: int | None = None,
+    code_version: str | None = None,
 ) -> str:
     """A short markdown model card: data window, population, labels, metrics, limits."""
     horizon, decline, window = metadata.horizon, metadata.decline, metadata.activity_window
@@ -143,4 +201,9 @@ Baselines: defection = days since last order; value = revenue in the previous {h
 
 ## Known limits
 {chr(10).join("- " + n for n in limits)}
+
+## Reproduction
+- Code: {code_version or "not recorded"}.
+- Seed of the fit: {"not recorded" if seed is None else seed}.
+- Data: the content hashes of the input tables in the run's `data/fingerprint.json`.
 """

@@ -65,7 +65,7 @@ def test_run_logs_card_plots_and_fingerprint(trained: dict) -> None:
     listed = {a.path for a in client.list_artifacts(run_id)}
     assert {"model_card.md", "plots", "evaluation", "data", "features"} <= listed
     plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
-    assert plots == {"calibration.png", "gains.png", "importance.png"}
+    assert plots == {"calibration.png", "gains.png", "importance.png", "shap_summary.png"}
     card = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card.md")
     assert "Defection: value < 0.50 x revenue in the 365d before as_of" in card
     assert "Population at as_of: accounts with an order in the 365d up to as_of." in card
