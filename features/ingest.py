@@ -446,7 +446,8 @@ def _refuse_shrink(con: Any, reports: dict[str, TableReport], max_shrink: float)
             "refused to replace the store's tables: "
             + " | ".join(problems)
             + f" (an ingest may drop at most {max_shrink:.0%} of a table's rows, and never "
-            "empty or drop one: check the export, or run again with --force to replace them)"
+            "empty or drop one: check the export, or ingest with --allow-shrink to replace "
+            "them)"
         )
 
 

@@ -100,8 +100,8 @@ class StoreSettings(KamSettings):
         0.5,
         ge=0.0,
         le=1.0,
-        description="largest share of a stored table's rows an ingest may drop without --force "
-        "(an empty or missing table is always refused)",
+        description="largest share of a stored table's rows an ingest may drop without "
+        "--allow-shrink (an empty or missing table is always refused)",
     )
 
     @property

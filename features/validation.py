@@ -383,6 +383,8 @@ def _disagree(values: pd.Series, formats: list[str]) -> tuple[str, str, str] | N
     first = _parse_dates(values, formats[0])
     for fmt in formats[1:]:
         other = _parse_dates(values, fmt)
+        if other.dtype != first.dtype:
+            continue  # one reads UTC offsets, the other not: not a day-month question
         differ = (first != other) & first.notna() & other.notna()
         if differ.any():
             return str(values[differ].iloc[0]), formats[0], fmt

@@ -195,7 +195,7 @@ def test_a_header_only_export_does_not_empty_the_store_unless_forced(tmp_path: P
     message = str(refused.value)
     assert "orders: 4 rows in the store, 0 kept of 0 read from orders.csv" in message
     assert "accounts: 2 rows in the store, 0 kept" in message
-    assert "--force" in message
+    assert "--allow-shrink" in message
     assert len(stored(tmp_path, "orders")) == 4
     assert len(stored(tmp_path, "ingest_runs")) == 3  # the refused run is not recorded
 
