@@ -208,7 +208,10 @@ def features(
         )
     except (DataContractError, EmptyWindowError, ValueError) as err:
         _fail(str(err))
-    write_snapshots(frame, out)
+    try:
+        write_snapshots(frame, out)
+    except OSError as err:
+        _fail(f"cannot write {out}: {err}")
     labelled = int(frame["label_observed"].sum())
     console.print(
         f"wrote {len(frame):,} snapshots ({frame['account_id'].nunique():,} accounts, "
@@ -444,7 +447,8 @@ def demo(
         seed=settings.seed,
     )
     console.rule("2. ingest")
-    ingest(data=data_dir)
+    # a new world replaces the last one, whatever its size
+    ingest(data=data_dir, allow_shrink=True)
     console.rule("3. features")
     from kam.features.snapshots import data_end
     from kam.features.store import connect

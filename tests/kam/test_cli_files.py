@@ -171,3 +171,21 @@ def test_score_refuses_an_as_of_or_a_data_end_after_today(
     assert stale_clock.exit_code == 2
     assert "data ends" in _said(stale_clock) and "after today (2025-06-01)" in _said(stale_clock)
     assert not _has_scores(scoring["store"])
+
+
+def test_features_to_an_unwritable_path_is_one_line(env: Path, tmp_path: Path) -> None:
+    (env / "orders.csv").write_text(
+        ORDERS + "O1,A1,2024-01-05,10\nO2,A2,2024-01-06,5\nO3,A1,2024-02-05,7\n"
+    )
+    assert _invoke("ingest", "--data", str(env)).exit_code == 0
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    args = ("features", "--data", str(env), "--as-of", "2024-02-01")
+    result = _invoke(*args, "--out", str(blocker / "snapshots.parquet"))
+    assert result.exit_code == 2
+    # rich wraps long lines anywhere, even inside a path
+    squashed = "".join(result.output.split())
+    assert f"cannotwrite{blocker / 'snapshots.parquet'}:" in squashed
+    written = _invoke(*args, "--out", str(tmp_path / "snapshots.parquet"))
+    assert written.exit_code == 0, written.output
+    assert len(pd.read_parquet(tmp_path / "snapshots.parquet")) == 2
