@@ -370,7 +370,7 @@ def _prepare_child(world: Path, args: argparse.Namespace) -> dict[str, Any]:
         summary = simulate(args.accounts, args.years, args.seed, data)
         simulated = time.perf_counter() - began
         began = time.perf_counter()
-        ingest(data, store, rejects_dir=world / "rejects")
+        ingest(data, store, rejects_dir=world / "rejects", force=True)  # a new world
         facts = {
             "seconds": {"simulate": simulated, "ingest": time.perf_counter() - began},
             "order_lines": int(summary.rows["orders"]),

@@ -22,6 +22,10 @@ class Column:
     categories: tuple[str, ...] = ()
     min_value: float | None = None
     max_value: float | None = None
+    magnitude: float | None = None
+    """The largest absolute value that is sane (an amount, a quantity); beyond it is an error."""
+    may_be_future: bool = False
+    """A date that may lie after today (a delivery promised for next month)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class Table:
         raise KeyError(f"table {self.name} has no column {name}")
 
 
+# Sane magnitudes: an amount beyond a trillion, or a quantity beyond a billion, on one line is a
+# broken export (an overflow, a unit mix-up), and would dominate every sum it enters.
+MAX_AMOUNT = 1e12
+MAX_QUANTITY = 1e9
+
 CHANNELS = ("visit", "call", "email", "meeting", "event", "other")
 DIRECTIONS = ("outbound", "inbound", "other")
 CONTACT_ROLES = (
@@ -67,11 +76,11 @@ ORDERS = Table(
         Column("order_id", "id", required=True),
         Column("account_id", "id", required=True),
         Column("order_date", "date", required=True),
-        Column("revenue", "number", required=True),
-        Column("quantity", "number"),
+        Column("revenue", "number", required=True, magnitude=MAX_AMOUNT),
+        Column("quantity", "number", magnitude=MAX_QUANTITY),
         Column("product_category", "text"),
-        Column("discount_amount", "number"),
-        Column("gross_margin", "number"),
+        Column("discount_amount", "number", magnitude=MAX_AMOUNT),
+        Column("gross_margin", "number", magnitude=MAX_AMOUNT),
     ),
     description="purchase lines; revenue is net (negative = return or credit)",
 )
@@ -132,10 +141,10 @@ DELIVERIES = Table(
     (
         Column("delivery_id", "id", required=True),
         Column("account_id", "id", required=True),
-        Column("promised_date", "date", required=True),
+        Column("promised_date", "date", required=True, may_be_future=True),
         Column("delivered_date", "date"),
-        Column("quantity_ordered", "number", min_value=0.0),
-        Column("quantity_delivered", "number", min_value=0.0),
+        Column("quantity_ordered", "number", min_value=0.0, magnitude=MAX_QUANTITY),
+        Column("quantity_delivered", "number", min_value=0.0, magnitude=MAX_QUANTITY),
     ),
     description="deliveries against promised dates and quantities",
 )

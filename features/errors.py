@@ -7,3 +7,7 @@ class DataContractError(ValueError):
 
 class EmptyWindowError(ValueError):
     """A feature or label window holds no data where some is required."""
+
+
+class ShrinkRefused(DataContractError):
+    """An ingest would empty, drop or shrink a stored table by more than the setting allows."""

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import pyarrow.compute as pc
+from pandas.api.types import is_numeric_dtype
 
 from kam.features.contract import Table
 from kam.features.errors import DataContractError
@@ -74,28 +75,78 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
-def read_source(source: Source) -> pd.DataFrame:
-    """The file's rows with its own column names; text formats keep every value as a string."""
+def read_source(source: Source) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The file's rows with its own column names, and the names its header repeats.
+
+    Text formats keep every value as a string; only an empty cell, or a spelling the mapping
+    lists under ``missing_values``, is missing. A repeated name keeps its first column only (the
+    reader would rename the copies ``name.1``...); ``to_contract`` refuses the file when that
+    column is used.
+    """
     mapping, path = source.mapping, source.path
     header = 0 if mapping.header else None
-    options: dict[str, Any] = {"dtype": str, "header": header}
+    missing = ["", *mapping.missing_values]
+    options: dict[str, Any] = {
+        "dtype": str,
+        "header": header,
+        "keep_default_na": False,
+        "na_values": missing,
+    }
     if mapping.names is not None:
         options["names"] = list(mapping.names)
     if mapping.encoding is not None:
         options["encoding"] = mapping.encoding
     try:
+        repeated: dict[str, int] = {}
         if source.format == "parquet":
             frame = pd.read_parquet(path)
+            frame = _mask_missing(frame, mapping.missing_values)
         elif source.format == "whitespace":
             frame = pd.read_csv(path, sep=r"\s+", engine="c", **options)
         else:
             # Strings throughout, so ids keep their leading zeros and rejects show what the file
             # holds; the pyarrow reader is several times faster than the C one on large files.
             frame = pd.read_csv(path, sep=mapping.sep or ",", engine="pyarrow", **options)
+        if source.format != "parquet" and mapping.header and mapping.names is None:
+            repeated = _repeated_names(source)
     except (OSError, ValueError, pyarrow.ArrowException) as err:
         raise DataContractError(f"cannot read {path} (table {source.table.name}): {err}") from err
     frame.columns = [str(c) for c in frame.columns]
-    return frame.reset_index(drop=True)
+    if repeated:
+        # The reader renamed the copies; every name the header really holds came first.
+        frame = frame[[c for c in frame.columns if c in repeated or c not in _copies(repeated)]]
+    return frame.reset_index(drop=True), repeated
+
+
+def _copies(repeated: dict[str, int]) -> set[str]:
+    return {f"{name}.{k}" for name, count in repeated.items() for k in range(1, count)}
+
+
+def _repeated_names(source: Source) -> dict[str, int]:
+    """The names the file's header line holds more than once, with their counts."""
+    mapping = source.mapping
+    sep = r"\s+" if source.format == "whitespace" else (mapping.sep or ",")
+    line = pd.read_csv(
+        source.path,
+        sep=sep,
+        header=None,
+        nrows=1,
+        dtype=str,
+        keep_default_na=False,
+        engine="python",
+        encoding=mapping.encoding,
+    )
+    names = [str(v) for v in line.iloc[0].tolist()] if len(line) else []
+    counts = pd.Series(names, dtype=object).value_counts()
+    return {str(name): int(n) for name, n in counts.items() if n > 1}
+
+
+def _mask_missing(frame: pd.DataFrame, spellings: tuple[str, ...]) -> pd.DataFrame:
+    if not spellings:
+        return frame
+    text = [c for c in frame.columns if not is_numeric_dtype(frame[c].dtype)]
+    frame[text] = frame[text].mask(frame[text].isin(spellings))
+    return frame
 
 
 def _normalise(name: str) -> str:
@@ -103,10 +154,14 @@ def _normalise(name: str) -> str:
 
 
 def to_contract(
-    raw: pd.DataFrame, source: Source
+    raw: pd.DataFrame, source: Source, repeated: dict[str, int] | None = None
 ) -> tuple[pd.DataFrame, dict[str, pd.Series], tuple[str, ...], np.ndarray]:
     """Raw values under contract names, generated id columns, the columns left unused, and the
-    mask of credit lines (``credit_notes``)."""
+    mask of credit lines (``credit_notes``).
+
+    ``repeated`` holds the names the header repeats (from :func:`read_source`); a file that
+    repeats a column it is read from is refused, since which copy holds the data is a guess.
+    """
     table, mapping, path = source.table, source.mapping, source.path
     found = ", ".join(raw.columns) or "none"
     absent = [s for s in mapping.columns if s not in raw.columns]
@@ -172,6 +227,12 @@ def to_contract(
     if mapping.revenue_from is not None or mapping.marks_credits:
         columns["revenue"], credits, inputs = _revenue(raw, columns, chosen, source)
         used |= inputs
+    for name, count in (repeated or {}).items():
+        if name in used:
+            raise DataContractError(
+                f"{path}: the header names column '{name}' {count} times, and table "
+                f"{table.name} reads it: keep one"
+            )
     ignored = tuple(c for c in raw.columns if c not in used)
     return pd.DataFrame(columns, index=raw.index), generated, ignored, credits
 

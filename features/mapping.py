@@ -14,6 +14,11 @@ A mapping is a YAML file with one entry per contract table, for example::
         dollars: revenue
       date_format: "%Y%m%d"       # or {order_date: "%Y%m%d"} per column
       id_from_row: order_id       # the log has no order id: number the rows
+      missing_values: [NULL, "-"] # spellings of a missing value in every column
+
+An empty cell is missing. Spellings such as ``NA`` or ``NULL`` are missing in number and date
+columns, where they can mean nothing else, but stay text in ids, names and categories (a region
+``NA`` is North America) unless ``missing_values`` lists them.
 
 Two more keys are for ``orders`` only, to read an ERP's order lines as they are exported::
 
@@ -55,6 +60,7 @@ KEYS = (
     "id_from_row",
     "sep",
     "encoding",
+    "missing_values",
     "revenue_from",
     "credit_notes",
 )
@@ -91,6 +97,7 @@ class TableMapping:
     id_from_row: str | None = None
     sep: str | None = None
     encoding: str | None = None
+    missing_values: tuple[str, ...] = ()
     revenue_from: dict[str, str] | None = None
     credit_prefixes: tuple[str, ...] = ()
     credit_column: str | None = None
@@ -196,6 +203,8 @@ def _table_mapping(path: Path, name: str, entry: Any) -> TableMapping:
         except LookupError as err:
             raise fail("encoding", f"unknown encoding {encoding!r}") from err
 
+    missing_values = _missing_values(entry.get("missing_values"), fail)
+
     for key in ORDERS_ONLY:
         if key in entry and name != "orders":
             raise fail(key, "applies to the orders table only")
@@ -220,6 +229,7 @@ def _table_mapping(path: Path, name: str, entry: Any) -> TableMapping:
         id_from_row=id_from_row,
         sep=sep,
         encoding=encoding,
+        missing_values=missing_values,
         revenue_from=revenue_from,
         credit_prefixes=prefixes,
         credit_column=credit_column,
@@ -245,6 +255,16 @@ def _names(value: Any, fail: Any) -> tuple[str, ...] | None:
     if len(set(names)) != len(names):
         raise fail("names", f"column names repeat: {list(names)}")
     return names
+
+
+def _missing_values(value: Any, fail: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise fail("missing_values", f"expected a spelling or a list of spellings, got {value!r}")
+    return tuple(value)
 
 
 def _columns(value: Any, table: Table, fail: Any) -> dict[str, str]:

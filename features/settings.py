@@ -13,6 +13,7 @@ import.
 from __future__ import annotations
 
 import os
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -76,6 +77,11 @@ class KamSettings(BaseSettings):
         return type(self).model_validate({**self.model_dump(), **given})
 
 
+def latest_today() -> date:
+    """Today's date where it is latest on Earth (UTC+14)."""
+    return (datetime.now(UTC) + timedelta(hours=14)).date()
+
+
 class StoreSettings(KamSettings):
     """The working directory, the data directory and the feature store."""
 
@@ -84,6 +90,24 @@ class StoreSettings(KamSettings):
     store_url: str | None = Field(
         None, description="feature store URL; default duckdb:///<data_dir>/kam.duckdb"
     )
+
+    now: date | None = Field(
+        None,
+        description="today, for refusing dates in the future; default today where it is "
+        "latest (UTC+14), so that no time zone's today counts as future",
+    )
+    ingest_max_shrink: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="largest share of a stored table's rows an ingest may drop without "
+        "--allow-shrink (an empty or missing table is always refused)",
+    )
+
+    @property
+    def today(self) -> date:
+        """The date after which an event is in the future (``now``, else today at UTC+14)."""
+        return self.now if self.now is not None else latest_today()
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -24,6 +24,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from kam.features import labels
+from kam.features.atomic import atomic_path
 from kam.features.catalog import Feature, available
 from kam.features.errors import DataContractError, EmptyWindowError
 from kam.features.families import accounts, btyd, complaints, deliveries, interactions, orders
@@ -280,11 +281,11 @@ def write_snapshots(frame: pd.DataFrame, out: Path | str) -> None:
         Target file; its folder is created when missing.
     """
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    with atomic_path(path) as temporary:  # a failed write leaves the previous file
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False)
 
 
 def _day(value: AsOf) -> pd.Timestamp:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Final
 
 import numpy as np
@@ -39,6 +40,7 @@ from pandas.api.types import (
 from pandas.tseries.api import guess_datetime_format
 
 from kam.features.contract import Column, Table
+from kam.features.errors import DataContractError
 
 STRING = pd.StringDtype(na_value=np.nan)
 DATE: Final = "datetime64[us]"
@@ -55,6 +57,15 @@ DATE_ORDER: dict[str, tuple[tuple[str, str], ...]] = {
 _NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _SHOWN_CHARS = 60
 _DATE_SAMPLE = 1000
+EARLIEST_DATE = pd.Timestamp("1900-01-01")
+"""Dates before it are typos or placeholders (0001-01-01, 1899-12-30), not events."""
+# How exports spell a missing value. In a number or date column these can mean nothing else, so
+# they read as missing; in ids and text they stay text (a region NA is North America, an
+# account may be called NULL) unless a mapping lists them under missing_values.
+NA_SPELLINGS = frozenset(
+    {"NA", "N/A", "n/a", "#N/A", "#NA", "<NA>", "NULL", "null", "Null", "None", "none",
+     "nan", "NaN", "NAN", "-nan", "-NaN"}
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,9 @@ class Checked:
     other_mapped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def contract_schema(table: Table, known_accounts: pd.Index | None = None) -> pa.DataFrameSchema:
+def contract_schema(
+    table: Table, known_accounts: pd.Index | None = None, today: date | None = None
+) -> pa.DataFrameSchema:
     """The pandera schema of a contract table, for frames already coerced to contract dtypes.
 
     Parameters
@@ -84,6 +97,9 @@ def contract_schema(table: Table, known_accounts: pd.Index | None = None) -> pa.
     known_accounts
         Account ids of the accounts table; when given, a child table's ``account_id`` must be
         one of them.
+    today
+        When given, a date after it fails (but for columns that may hold future dates, such as
+        a promised delivery date).
 
     Returns
     -------
@@ -94,7 +110,7 @@ def contract_schema(table: Table, known_accounts: pd.Index | None = None) -> pa.
     """
     columns = {}
     for col in table.columns:
-        checks = _column_checks(col)
+        checks = _column_checks(col, today)
         if col.name == "account_id" and table.child_of_accounts and known_accounts is not None:
             checks.append(
                 pa.Check(
@@ -119,18 +135,30 @@ def contract_schema(table: Table, known_accounts: pd.Index | None = None) -> pa.
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=True, name=table.name)
 
 
-def _column_checks(col: Column) -> list[pa.Check]:
+def _column_checks(col: Column, today: date | None) -> list[pa.Check]:
     # Value-level kinds start with "<column>: " so that the offending value is shown with them.
+    if col.kind == "date":
+        checks = [pa.Check.ge(EARLIEST_DATE, error=f"{col.name}: before {EARLIEST_DATE.year}")]
+        if today is not None and not col.may_be_future:
+            tomorrow = pd.Timestamp(today) + pd.Timedelta(days=1)
+            checks.append(pa.Check.lt(tomorrow, error=f"{col.name}: after today ({today})"))
+        return checks
     if col.kind == "category":
         return [pa.Check.isin(col.categories, error=f"{col.name}: unknown category")]
+    checks = []
+    if col.magnitude is not None:
+        bound = col.magnitude
+        checks.append(
+            pa.Check(lambda s: s.abs() <= bound, error=f"{col.name}: beyond +-{bound:g}")
+        )
     lo, hi = col.min_value, col.max_value
     if lo is not None and hi is not None:
-        return [pa.Check.in_range(lo, hi, error=f"{col.name}: outside [{lo:g}, {hi:g}]")]
-    if lo is not None:
-        return [pa.Check.ge(lo, error=f"{col.name}: below {lo:g}")]
-    if hi is not None:
-        return [pa.Check.le(hi, error=f"{col.name}: above {hi:g}")]
-    return []
+        checks.append(pa.Check.in_range(lo, hi, error=f"{col.name}: outside [{lo:g}, {hi:g}]"))
+    elif lo is not None:
+        checks.append(pa.Check.ge(lo, error=f"{col.name}: below {lo:g}"))
+    elif hi is not None:
+        checks.append(pa.Check.le(hi, error=f"{col.name}: above {hi:g}"))
+    return checks
 
 
 def check_table(
@@ -140,6 +168,7 @@ def check_table(
     date_formats: dict[str, str] | None = None,
     known_accounts: pd.Index | None = None,
     unparsed: dict[str, str] | None = None,
+    today: date | None = None,
 ) -> Checked:
     """Coerce and validate one table, splitting kept rows from rejected rows with reasons.
 
@@ -158,15 +187,24 @@ def check_table(
     unparsed
         Per column, the problem to report for a value that does not parse, in place of
         ``"not a number"`` or ``"unparseable date"`` (for a column computed from others).
+    today
+        When given, rows dated after it are rejected (``"order_date: after today (...)"``),
+        except in columns that may hold future dates.
 
     Returns
     -------
     Checked
         Kept rows, reasons of rejected rows, reject counts by reason kind, ``other`` counts.
+
+    Raises
+    ------
+    DataContractError
+        When a date column's values read equally well in two formats that give different dates
+        (``01/02/2024``: day or month first) and ``date_formats`` names none for it.
     """
     frame = frame.reset_index(drop=True)
     typed, parse_failures, other_mapped = coerce(frame, table, date_formats or {})
-    schema = contract_schema(table, known_accounts)
+    schema = contract_schema(table, known_accounts, today)
     try:
         schema.validate(typed, lazy=True)
         failures = pd.DataFrame(columns=["column", "check", "index"])
@@ -196,6 +234,11 @@ def coerce(
     date_formats
         ``strptime`` format per date column (others are inferred).
 
+    Raises
+    ------
+    DataContractError
+        When a date column's format is ambiguous (see :func:`check_table`).
+
     Returns
     -------
     tuple
@@ -209,7 +252,7 @@ def coerce(
     for col in table.columns:
         raw = frame[col.name]
         if col.kind == "date":
-            typed[col.name], bad = _to_date(raw, date_formats.get(col.name))
+            typed[col.name], bad = _to_date(raw, date_formats.get(col.name), col.name)
         elif col.kind == "number":
             typed[col.name], bad = to_number(raw)
         elif col.kind == "category":
@@ -243,7 +286,7 @@ def to_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
         values = raw.astype(NUMBER)
         present = values.notna().to_numpy()
     else:
-        text = _to_text(raw)
+        text = _without_na_spellings(_to_text(raw))
         present = text.notna().to_numpy()
         strings = pyarrow.array(text)
         try:
@@ -258,14 +301,18 @@ def to_number(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return values.where(finite), bad
 
 
-def _to_date(raw: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndarray]:
+def _without_na_spellings(text: pd.Series) -> pd.Series:
+    return text.mask(text.isin(NA_SPELLINGS))
+
+
+def _to_date(raw: pd.Series, fmt: str | None, column: str) -> tuple[pd.Series, np.ndarray]:
     if is_datetime64_any_dtype(raw.dtype):
         values = raw
         present = values.notna().to_numpy()
     else:
-        text = _to_text(raw)
+        text = _without_na_spellings(_to_text(raw))
         present = text.notna().to_numpy()
-        values = _parse_dates(text, fmt or _guess_date_format(text))
+        values = _parse_dates(text, fmt or _guess_date_format(text, column))
     if getattr(values.dt, "tz", None) is not None:
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     values = values.astype(DATE)
@@ -281,8 +328,13 @@ def _parse_dates(text: pd.Series, fmt: str) -> pd.Series:
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
 
 
-def _guess_date_format(text: pd.Series) -> str:
-    """ISO 8601 unless a sample of the values reads better in another (guessed) format."""
+def _guess_date_format(text: pd.Series, column: str) -> str:
+    """ISO 8601 unless a sample of the values reads better in another (guessed) format.
+
+    When two formats read the values equally well but give different dates (day or month
+    first), the whole column decides; if it cannot either, guessing would be a coin toss that
+    moves events by months, so the column's format must be named.
+    """
     sample = text.dropna().head(_DATE_SAMPLE)
     if sample.empty:
         return "ISO8601"
@@ -305,11 +357,38 @@ def _guess_date_format(text: pd.Series) -> str:
                 guessed = guess_datetime_format(value, dayfirst=dayfirst)
                 if guessed and guessed not in candidates:
                     candidates.append(guessed)
-    for fmt in candidates:
-        fmt_share = share(fmt)
-        if fmt_share > best_share:
-            best, best_share = fmt, fmt_share
-    return best
+    shares = {fmt: share(fmt) for fmt in candidates}
+    top = max(shares.values(), default=0.0)
+    if top <= best_share:
+        return best
+    leaders = [fmt for fmt, fmt_share in shares.items() if fmt_share == top]
+    if len(leaders) > 1 and _disagree(sample, leaders) is not None:
+        values = text.dropna()
+        full = {fmt: float(_parse_dates(values, fmt).notna().mean()) for fmt in leaders}
+        leaders = [fmt for fmt in leaders if full[fmt] == max(full.values())]
+        clash = _disagree(values, leaders) if len(leaders) > 1 else None
+        if clash is not None:
+            example, first, second = clash
+            raise DataContractError(
+                f"{column}: dates such as '{example}' read as '{first}' and as '{second}', "
+                "which give different dates: name the format in the mapping "
+                f"(date_format: {{{column}: '{first}'}})"
+            )
+    return leaders[0]
+
+
+def _disagree(values: pd.Series, formats: list[str]) -> tuple[str, str, str] | None:
+    """A value two of ``formats`` read as different dates, and those formats; None if all
+    formats read every value alike."""
+    first = _parse_dates(values, formats[0])
+    for fmt in formats[1:]:
+        other = _parse_dates(values, fmt)
+        if other.dtype != first.dtype:
+            continue  # one reads UTC offsets, the other not: not a day-month question
+        differ = (first != other) & first.notna() & other.notna()
+        if differ.any():
+            return str(values[differ].iloc[0]), formats[0], fmt
+    return None
 
 
 def _to_category(raw: pd.Series, categories: tuple[str, ...]) -> tuple[pd.Series, dict[str, int]]:

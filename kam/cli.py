@@ -108,8 +108,19 @@ def ingest(
     mapping: Annotated[
         Path | None, typer.Option(help="YAML file mapping an export's columns onto the contract")
     ] = None,
+    allow_shrink: Annotated[
+        bool,
+        typer.Option(
+            "--allow-shrink",
+            help="replace the store's tables even when one would be emptied, dropped, or "
+            "shrunk by more than KAM_INGEST_MAX_SHRINK",
+        ),
+    ] = False,
 ) -> None:
-    """Validate the input tables against the data contract and load them into the store."""
+    """Validate the input tables against the data contract and load them into the store.
+
+    Rows dated after today (KAM_NOW) are rejected with their reasons.
+    """
     from kam.features.ingest import ingest as run_ingest
 
     settings = _load(StoreSettings, data)
@@ -120,9 +131,14 @@ def ingest(
             settings.store_url_for(),
             mapping=mapping,
             progress=lambda msg: console.print(f"[dim]{msg}[/]"),
+            today=settings.today,
+            max_shrink=settings.ingest_max_shrink,
+            force=allow_shrink,
         )
     except (DataContractError, FileNotFoundError) as err:
         _fail(str(err))
+    except OSError as err:
+        _fail(f"cannot write the store or the rejects: {err}; both are as the last run left them")
     rows = report.as_rows()
     table = Table(title=f"ingested {data_dir}")
     for column in rows[0]:
@@ -192,7 +208,10 @@ def features(
         )
     except (DataContractError, EmptyWindowError, ValueError) as err:
         _fail(str(err))
-    write_snapshots(frame, out)
+    try:
+        write_snapshots(frame, out)
+    except OSError as err:
+        _fail(f"cannot write {out}: {err}")
     labelled = int(frame["label_observed"].sum())
     console.print(
         f"wrote {len(frame):,} snapshots ({frame['account_id'].nunique():,} accounts, "
@@ -324,8 +343,8 @@ def score(
 ) -> None:
     """Score every account with the champion: risk, value, drivers and actions, into the store.
 
-    At --as-of (default: the end of the data),
-    into the store's scores table and, with --out, into a file.
+    At --as-of (default: the end of the data; neither may be after today, KAM_NOW),
+    into a file with --out, then into the store's scores table.
     """
     from kam.features.store import connect
     from kam.models.errors import ModelNotLoadedError
@@ -337,20 +356,38 @@ def score(
 
     settings = _load(ServeSettings, data, model_uri=model_uri)
     uri = settings.resolved_model_uri
+    if as_of is not None:
+        try:
+            as_of = date.fromisoformat(as_of).isoformat()
+        except ValueError as err:
+            _fail(f"--as-of: {err}")
     try:
         model = load_model(uri, settings.resolved_tracking_uri)
         playbook = load_playbook(settings.playbook_path)
         con = connect(settings.store_url_for())
+    except (ModelNotLoadedError, PlaybookError, DataContractError) as err:
+        _fail(str(err))
+    try:
         with console.status(f"scoring with {uri}"):
             frame = score_accounts(
-                con, model, as_of=as_of, playbook=playbook, tier_thresholds=settings.tier_thresholds
+                con,
+                model,
+                as_of=as_of,
+                playbook=playbook,
+                tier_thresholds=settings.tier_thresholds,
+                today=settings.today,
             )
+        if out is not None:
+            # The file first: when it cannot be written, the store keeps its earlier scores.
+            try:
+                export_scores(frame, out)
+            except OSError as err:
+                _fail(f"cannot write {out}: {err}; the store's scores are unchanged")
         written = write_scores(con, frame)
-        con.disconnect()
-    except (ModelNotLoadedError, PlaybookError, DataContractError, EmptyWindowError) as err:
+    except (DataContractError, EmptyWindowError) as err:
         _fail(str(err))
-    if out is not None:
-        export_scores(frame, out)
+    finally:
+        con.disconnect()
     top = frame.head(5)[["account_id", "tier", "defection_probability", "value_at_risk"]]
     console.print(top.to_string(index=False, float_format="{:,.2f}".format))
     console.print(
@@ -410,7 +447,8 @@ def demo(
         seed=settings.seed,
     )
     console.rule("2. ingest")
-    ingest(data=data_dir)
+    # a new world replaces the last one, whatever its size
+    ingest(data=data_dir, allow_shrink=True)
     console.rule("3. features")
     from kam.features.snapshots import data_end
     from kam.features.store import connect

@@ -490,3 +490,12 @@ def json_lists(
     finally:
         con.close()
     return np.asarray(texts, dtype=object)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""How text starts that a spreadsheet opening a CSV would run as a formula."""
+
+
+def formula_safe(text: str) -> str:
+    """``text`` for a CSV cell: with a leading quote when a spreadsheet would run it."""
+    return "'" + text if text.startswith(FORMULA_START) else text

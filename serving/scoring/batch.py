@@ -11,15 +11,18 @@ are scored without the store by :mod:`kam.serving.scoring.online` (numpy only, n
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.types import is_object_dtype, is_string_dtype
 
+from kam.features.atomic import atomic_path
 from kam.features.catalog import CATALOG
+from kam.features.errors import DataContractError
 from kam.features.periods import Period, parse_window
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.metadata import TrainingMetadata
@@ -39,7 +42,7 @@ from kam.serving.decisions.stages import (
     relationship_stage,
 )
 from kam.serving.decisions.vocabulary import CAUSES
-from kam.serving.record import RECORD, ActionRecommendation, Driver, json_lists
+from kam.serving.record import RECORD, ActionRecommendation, Driver, formula_safe, json_lists
 from kam.serving.store import read_master
 
 STAKE_FEATURE = "revenue_365d"
@@ -80,6 +83,7 @@ def score_accounts(
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
     timings: dict[str, float] | None = None,
+    today: date | None = None,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -109,18 +113,40 @@ def score_accounts(
     timings
         When given, receives the seconds spent on ``features`` (the point-in-time snapshot and
         the actions history) and on ``scoring`` (model, drivers and actions).
+    today
+        When given, an ``as_of`` after it, or a store whose data ends after it, is refused:
+        such scores would rest on events that have not happened (a mistyped date in an
+        export).
 
     Returns
     -------
     pandas.DataFrame
         One row per active account, the record's columns (:attr:`RECORD.names
         <kam.serving.record.ScoreRecord.names>`), sorted by rank (1 = highest value at risk).
+
+    Raises
+    ------
+    DataContractError
+        When ``as_of``, or the end of the data, lies after ``today``.
+    ValueError
+        When ``as_of`` is not a date.
     """
     period, window, cut = label_settings(
         model.metadata, horizon=horizon, activity_window=activity_window, decline=decline
     )
     began = time.perf_counter()
     day = data_end(con) if as_of is None else pd.Timestamp(as_of).normalize()
+    if today is not None and day > pd.Timestamp(today):
+        if as_of is not None:
+            raise DataContractError(
+                f"as_of {day.date()} is after today ({today}): scores cannot rest on events "
+                "that have not happened"
+            )
+        raise DataContractError(
+            f"the store's data ends {day.date()}, after today ({today}): an export holds "
+            "future dates; ingest it again (rows dated after today are rejected now), or "
+            "give an as_of"
+        )
     snapshot = build_snapshots(con, [day], horizon=period, activity_window=window, decline=cut)
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
@@ -363,22 +389,40 @@ def export_scores(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write scores to ``path``: CSV when it ends in ``.csv``, else Parquet.
 
     Drivers and actions are JSON strings in both formats, as in the scores table. In CSV,
-    dates are written as days and times to the microsecond, as the API writes them.
+    dates are written as days and times to the microsecond, as the API writes them, and text
+    a spreadsheet would run as a formula (an account named ``=HYPERLINK(...)``) gets a leading
+    quote, as in the page's export. The file is written whole or not at all: a full disk or a
+    failed write leaves whatever ``path`` held before.
 
     Returns
     -------
     pathlib.Path
         The file written.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written; ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
-        texts = {
-            f.name: pd.to_datetime(frame[f.name]).dt.strftime(f.kind.text)
-            for f in RECORD
-            if f.kind.text is not None and f.name in frame.columns
-        }
-        frame.assign(**texts).to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
+    with atomic_path(path) as temporary:
+        if path.suffix.lower() == ".csv":
+            texts = {
+                f.name: pd.to_datetime(frame[f.name]).dt.strftime(f.kind.text)
+                for f in RECORD
+                if f.kind.text is not None and f.name in frame.columns
+            }
+            safe = {
+                name: frame[name].map(_formula_safe_cell)
+                for name in frame.columns
+                if name not in texts
+                and (is_object_dtype(frame[name].dtype) or is_string_dtype(frame[name].dtype))
+            }
+            frame.assign(**texts, **safe).to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False)
     return path
+
+
+def _formula_safe_cell(value: Any) -> Any:
+    return formula_safe(value) if isinstance(value, str) else value

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from kam.serving.record import RECORD
+from kam.serving.record import RECORD, formula_safe
 from kam.serving.state import ScoreTable, ServingState
 from kam.serving.web.book import book_of
 from kam.serving.web.cookies import keys_of, page_role
@@ -28,7 +28,6 @@ router = APIRouter(include_in_schema=False)
 
 
 EXPORT_COLUMNS = RECORD.export_headers
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> str:
@@ -43,8 +42,7 @@ def _cell(value: Any) -> str:
         return str(value)
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return formula_safe(str(value))
 
 
 def export_record(body: Mapping[str, Any]) -> list[str]:

@@ -18,7 +18,7 @@ from kam.serving.decisions.playbook import load_playbook
 from kam.serving.decisions.recommend import Recommendations, days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
 from kam.serving.decisions.vocabulary import OWNERS, STAGES
-from kam.serving.record import MOMENT_FORMAT, RECORD, ActionRecommendation, Driver
+from kam.serving.record import MOMENT_FORMAT, RECORD, ActionRecommendation, Driver, formula_safe
 from kam.serving.scoring.batch import (
     actions_json,
     drivers_json,
@@ -375,3 +375,22 @@ def test_effect_estimates_agree_with_the_true_effects(large_world: World) -> Non
     strong = effects[effects["true_log_odds"] <= -0.8]
     assert len(strong) == 3
     assert (strong["effect"] < 0).all(), strong[["action", "effect"]]
+
+
+def test_export_scores_quotes_text_a_spreadsheet_would_run_and_leaves_numbers(tmp_path) -> None:
+    frame = pd.DataFrame(
+        {
+            "account_id": ["A1", "=1+1", "@SUM(A1)"],
+            "name": ['=HYPERLINK("http://x","y")', None, "-cmd"],
+            "value": [1.0, -2.0, 3.0],
+            "rank": [1, 2, 3],
+        }
+    )
+    out = export_scores(frame, tmp_path / "scores.csv")
+    written = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert written["account_id"].tolist() == ["A1", "'=1+1", "'@SUM(A1)"]
+    assert written["name"].tolist() == ['\'=HYPERLINK("http://x","y")', "", "'-cmd"]
+    assert written["value"].tolist() == ["1.0", "-2.0", "3.0"]
+    # the rule the page's export applies too
+    texts = ("=x", "+1", "\tx", "x=1", "")
+    assert [formula_safe(t) for t in texts] == ["'=x", "'+1", "'\tx", "x=1", ""]
