@@ -18,7 +18,9 @@ world, for the scoring stage. Then, for each engine, size and stage, a child pro
 Each line gives wall seconds (the Spark session's start excluded: a cluster keeps one), the
 peak resident memory of the child and everything it started (the Spark JVM and its Python
 workers included), and, per engine and stage, the growth exponent b fitted to
-seconds ~ order_lines^b over the sizes. Figures go to ``bench/out/scale.json``.
+seconds ~ order_lines^b over the sizes. Figures go to ``bench/out/scale.json``, and a later run
+reuses them for the (engine, stage, size) it already measured (``--fresh`` measures again):
+sizes can be added one run at a time.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier runs' figures")
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "STAGE", "WORLD"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -75,32 +78,44 @@ def _bench(args: argparse.Namespace) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     print(f"{cpus()} cores, load average {load:.1f} at the start (the machine is shared)")
-    results: list[dict[str, Any]] = []
+    saved = HERE / "out" / "scale.json"
+    # figures of earlier runs are kept (each run takes long on a busy machine); --fresh drops
+    results: list[dict[str, Any]] = (
+        [] if args.fresh or not saved.exists() else json.loads(saved.read_text())["results"]
+    )
     for accounts in sorted(args.accounts):
         world = _world(accounts, args.years, args.seed)
         lines = json.loads((world / "world.json").read_text())["order_lines"]
         for engine in args.engines:
             for stage in args.stages:
-                figures = _run_child(engine, stage, world, args)
-                figures.update(engine=engine, stage=stage, accounts=accounts, order_lines=lines)
-                results.append(figures)
+                key = (engine, stage, accounts)
+                known = [r for r in results if (r["engine"], r["stage"], r["accounts"]) == key]
+                if known:
+                    figures = known[-1]
+                else:
+                    figures = _run_child(engine, stage, world, args)
+                    figures.update(engine=engine, stage=stage, accounts=accounts,
+                                   order_lines=lines, load_average=os.getloadavg()[0])
+                    results.append(figures)
+                    _save(saved, results)
                 print(
                     f"{engine:6} {stage:8} {accounts:>7,} accounts {lines:>11,} lines: "
                     f"{figures['seconds']:8.1f} s  peak {figures['peak_mb']:7,.0f} MB  "
-                    f"rows {figures['rows']:,}",
+                    f"rows {figures['rows']:,}" + ("" if not known else "  (earlier run)"),
                     flush=True,
                 )
-    exponents = _exponents(results)
-    for (engine, stage), b in sorted(exponents.items()):
+    for (engine, stage), b in sorted(_exponents(results).items()):
         print(f"growth exponent {engine:6} {stage:8}: {b:.2f}")
-    (HERE / "out" / "scale.json").write_text(
-        json.dumps(
-            {"results": results,
-             "exponents": {f"{e}/{s}": b for (e, s), b in exponents.items()},
-             "load_average_at_start": load, "cores": cpus()},
-            indent=2,
-        )
-    )
+    _save(saved, results)
+
+
+def _save(path: Path, results: list[dict[str, Any]]) -> None:
+    exponents = _exponents(results)
+    path.write_text(json.dumps(
+        {"results": results, "exponents": {f"{e}/{s}": b for (e, s), b in exponents.items()},
+         "cores": cpus()},
+        indent=2,
+    ))
 
 
 def _exponents(results: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
@@ -137,8 +152,12 @@ def _world(accounts: int, years: int, seed: int) -> Path:
     from kam.features.synthetic import simulate
 
     world = OUT / f"world-{accounts}x{years}y-seed{seed}"
+    building = OUT / f"{world.name}.building"
+    while building.exists() and not (world / "world.json").exists():
+        time.sleep(5)  # another run is building it
     if (world / "world.json").exists():
         return world
+    building.touch()
     began = time.perf_counter()
     data = world / "data"
     simulate(accounts, years, seed, data)
@@ -149,6 +168,7 @@ def _world(accounts: int, years: int, seed: int) -> Path:
     lines = int(con.table("orders").count().to_pyarrow().as_py())
     con.disconnect()
     (world / "world.json").write_text(json.dumps({"accounts": accounts, "order_lines": lines}))
+    building.unlink()
     print(f"built world {world.name} ({lines:,} order lines) in "
           f"{time.perf_counter() - began:.0f} s", flush=True)
     return world

@@ -98,8 +98,12 @@ def _run(command: list[str], cwd: Path) -> None:
 
 
 @contextmanager
-def mlflow_server(backend: str, artifacts: Path, timeout: float = 180.0) -> Iterator[str]:
-    """``mlflow server`` on ``backend`` with local artifacts; yields its tracking URI."""
+def mlflow_server(backend: str, artifacts: Path, timeout: float = 600.0) -> Iterator[str]:
+    """``mlflow server`` on ``backend`` with local artifacts; yields its tracking URI.
+
+    On a fresh database the server first creates its schema (some fifty migrations), which
+    takes minutes on a busy machine: hence the long timeout.
+    """
     port = free_port()
     artifacts.mkdir(parents=True, exist_ok=True)
     log = open(artifacts.parent / "mlflow-server.log", "wb")  # noqa: SIM115 - closed below

@@ -173,6 +173,13 @@ def score_on_spark(
 def read_scores(path: Path) -> pd.DataFrame:
     """Scores written by :func:`score_on_spark`, in rank order, typed as local scoring's."""
     frame = pd.read_parquet(path).sort_values("rank", ignore_index=True)
+    for name, kind in RECORD.store_schema.items():
+        if kind in {"DATE", "TIMESTAMP"}:
+            stamps = pd.to_datetime(frame[name])
+            # Spark writes instants in UTC; the store keeps them naive, in UTC
+            if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+                stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+            frame[name] = stamps
     return frame[list(RECORD.names)]
 
 
