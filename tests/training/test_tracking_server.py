@@ -87,9 +87,11 @@ def test_train_promote_serve_reload_against_a_tracking_server(
         # over the first; the running service swaps to it on reload
         mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
         first = mlflow.get_model_version(NAME, "1")
+        # MLflow 3 sources are logged models (models:/m-...): the version names its model_id
         second = mlflow.create_model_version(
             NAME, first.source, run_id=first.run_id, tags=first.tags,
             description=first.description,
+            model_id=first.model_id or first.source.removeprefix("models:/"),
         )
         assert second.version == "2"
         assert promote(NAME, tracking_uri=uri, version="2", force=True).promoted
