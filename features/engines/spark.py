@@ -14,6 +14,8 @@ such as ``kam ingest`` keeps (see :func:`~kam.features.engines.parquet.export_ta
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,9 @@ def session(master: str = "local[2]", *, app_name: str = "kam", **conf: str) -> 
         defaults["spark.ui.enabled"] = "false"
         defaults["spark.driver.host"] = "127.0.0.1"
         defaults["spark.driver.bindAddress"] = "127.0.0.1"
+        # the Python workers (mapInPandas) must be this interpreter, with kam and its
+        # libraries, not whichever python3 comes first on the PATH
+        defaults["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
     for key, value in {**defaults, **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
