@@ -71,8 +71,10 @@ def session(master: str = "local[2]", *, app_name: str = "kam", **conf: str) -> 
         defaults["spark.driver.host"] = "127.0.0.1"
         defaults["spark.driver.bindAddress"] = "127.0.0.1"
         # the Python workers (mapInPandas) must be this interpreter, with kam and its
-        # libraries, not whichever python3 comes first on the PATH
-        defaults["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
+        # libraries, not whichever python3 comes first on the PATH; PySpark reads the
+        # variable, not the setting, when it starts its context
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        defaults["spark.pyspark.python"] = os.environ["PYSPARK_PYTHON"]
     for key, value in {**defaults, **conf}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
