@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field
 from pydantic_settings import (
@@ -90,6 +90,14 @@ class StoreSettings(KamSettings):
     store_url: str | None = Field(
         None, description="feature store URL; default duckdb:///<data_dir>/kam.duckdb"
     )
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="what runs the features and batch scoring: the embedded DuckDB file, or "
+        "Spark over the Parquet tables in the data directory (spark:///<data_dir>)",
+    )
+    spark_master: str = Field(
+        "local[2]", description="Spark master URL with engine spark (local[N], yarn, k8s://...)"
+    )
 
     now: date | None = Field(
         None,
@@ -118,6 +126,8 @@ class StoreSettings(KamSettings):
         if self.store_url and data_dir is None:
             return self.store_url
         base = data_dir if data_dir is not None else self.resolved_data_dir
+        if self.engine == "spark":
+            return f"spark:///{Path(base).resolve()}"
         return f"duckdb:///{Path(base) / 'kam.duckdb'}"
 
     def for_data(self, data: Path | None) -> Self:

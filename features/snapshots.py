@@ -267,6 +267,8 @@ def _typed(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
     columns["label_prior_value"] = frame["label_prior_value"].astype("float64")
     columns["label_defection"] = frame["label_defection"].astype("Int8")
     columns["label_observed"] = frame["label_observed"].astype(bool)
+    # engines return their own time resolution (DuckDB microseconds, Spark nanoseconds)
+    columns["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
     return frame.assign(**columns)
 
 

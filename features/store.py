@@ -1,7 +1,8 @@
 """The embedded store: clean input tables (and later scores) in a DuckDB file, read through Ibis.
 
-The store is addressed by a URL (``duckdb:///path/kam.duckdb``) so that another Ibis backend can
-stand in for DuckDB without touching the feature code.
+The store is addressed by a URL (``duckdb:///path/kam.duckdb``, or ``spark:///folder`` for the
+Spark engine over Parquet tables) so that another Ibis backend can stand in for DuckDB without
+touching the feature code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ from kam.features.contract import TABLES
 from kam.features.errors import DataContractError
 
 
-def connect(url: str, *, read_only: bool = False) -> Any:
-    """Open the store at ``url`` (an Ibis backend connection)."""
+def connect(url: str, *, read_only: bool = False, **engine: Any) -> Any:
+    """Open the store at ``url`` (an Ibis backend connection).
+
+    ``spark:///folder`` opens the Spark engine over the Parquet tables in that folder
+    (:mod:`kam.features.engines.spark`; ``engine`` takes its ``master`` and Spark settings).
+    """
+    if url.startswith("spark:///"):
+        from kam.features.engines import spark
+
+        return spark.connect(url, **engine)
     if url.startswith("duckdb:///"):
         path = Path(url.removeprefix("duckdb:///"))
         if read_only and not path.exists():

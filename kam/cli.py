@@ -368,6 +368,9 @@ def score(
     except (ModelNotLoadedError, PlaybookError, DataContractError) as err:
         _fail(str(err))
     try:
+        if settings.engine == "spark":
+            _score_on_spark(con, model, playbook, settings, as_of, out)
+            return
         with console.status(f"scoring with {uri}"):
             frame = score_accounts(
                 con,
@@ -394,6 +397,23 @@ def score(
         f"scored {len(frame):,} accounts at {frame['as_of'].iloc[0].date()} with {uri} "
         f"(playbook {playbook.version}); {written:,} rows in the store's scores table"
         + (f"; written to {out}" if out else "")
+    )
+
+
+def _score_on_spark(
+    con: Any, model: Any, playbook: Any, settings: Any, as_of: str | None, out: Path | None
+) -> None:
+    """Score on the Spark engine: records written as Parquet by the executors (no store table)."""
+    from kam.serving.scoring.spark import score_on_spark
+
+    folder = out if out is not None else settings.resolved_data_dir / "scores"
+    with console.status(f"scoring on Spark ({settings.spark_master})"):
+        done = score_on_spark(
+            con, model, folder, as_of=as_of, playbook=playbook,
+            tier_thresholds=settings.tier_thresholds,
+        )
+    console.print(
+        f"scored {done.accounts:,} accounts at {done.as_of.date()} on Spark; written to {done.path}"
     )
 
 

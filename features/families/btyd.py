@@ -99,7 +99,10 @@ def fit_features(summary: pd.DataFrame, as_of: pd.Timestamp, horizon_days: float
     x = summary["order_days"].to_numpy(dtype=float) - 1.0
     T = ((day - first).dt.days.to_numpy(dtype=float)) / WEEK_DAYS
     t_x = ((last - first).dt.days.to_numpy(dtype=float)) / WEEK_DAYS
-    repeat = np.nan_to_num(summary["repeat_revenue"].to_numpy(dtype=float))
+    # to a millionth of the currency unit: engines add the revenue in their own order, and the
+    # last-bit differences of the sums would otherwise move the likelihood maximum (and every
+    # account's prediction) by far more than they are
+    repeat = np.round(np.nan_to_num(summary["repeat_revenue"].to_numpy(dtype=float)), 6)
     with np.errstate(divide="ignore", invalid="ignore"):
         monetary = np.where(x > 0, repeat / np.maximum(x, 1.0), 0.0)
     out = pd.DataFrame({"account_id": summary["account_id"].to_numpy()})

@@ -184,6 +184,8 @@ def score_frame(
     scored_at: datetime | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
+    tiers: np.ndarray | None = None,
+    ranks: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -216,6 +218,10 @@ def score_frame(
         rank, get no drivers, and only the actions that need none (such as the tier C nurture
         programme); their drivers can be computed on demand
         (:func:`~kam.serving.scoring.online.score_features`). All accounts when None.
+    tiers, ranks
+        Each row's tier and rank when ``snapshot`` is one part of a larger book (they depend
+        on every account's value: see :mod:`kam.serving.scoring.spark`); computed from these
+        rows when None.
 
     Returns
     -------
@@ -247,8 +253,10 @@ def score_frame(
     stake = np.clip(np.nan_to_num(values.get(STAKE_FEATURE, np.zeros(n)), nan=0.0), 0.0, None)
     at_risk = probability * stake
     ids = snapshot["account_id"].astype(str).to_numpy(dtype=object)
-    order = np.lexsort((ids, -at_risk))  # rank order: value at risk, then account id
-    tiers = assign_tiers(value, tier_thresholds)
+    # rank order: value at risk, then account id
+    order = np.lexsort((ids, -at_risk)) if ranks is None else np.argsort(ranks, kind="stable")
+    if tiers is None:
+        tiers = assign_tiers(value, tier_thresholds)
     if contributions is None:
         # all-zero contributions give no drivers: those accounts get driver-free actions only
         contributions = np.zeros((n, len(scorer.spec.names) + 1))
@@ -267,8 +275,11 @@ def score_frame(
         max_actions=max_actions,
     )
 
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
+    if ranks is None:
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(1, n + 1)
+    else:
+        rank = np.asarray(ranks, dtype=np.int64)
     top_phrase, top_cause = drivers.top()
     first_title, first_owner, first_due = actions.first()
     stamp = pd.Timestamp(scored_at) if scored_at is not None else pd.Timestamp(datetime.now(UTC))

@@ -57,3 +57,16 @@ def test_an_override_of_a_setting_that_does_not_exist_is_named(
     assert settings.override(workdir=None) is settings
     with pytest.raises(TypeError, match="no setting horizon"):
         settings.override(horizon="26w")
+
+
+def test_the_spark_engine_reads_the_data_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAM_CONFIG", raising=False)
+    monkeypatch.setenv("KAM_ENGINE", "spark")
+    monkeypatch.setenv("KAM_SPARK_MASTER", "local[4]")
+    settings = StoreSettings(workdir=Path("/w"))
+    assert settings.store_url_for() == "spark:////w/data"
+    assert settings.for_data(Path("/lake")).store_url_for() == "spark:////lake"
+    assert settings.spark_master == "local[4]"
+    monkeypatch.setenv("KAM_ENGINE", "hadoop")
+    with pytest.raises(ValueError, match="engine"):
+        StoreSettings()
