@@ -333,6 +333,7 @@ def score(
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
     from kam.serving.scoring.batch import export_scores, score_accounts
     from kam.serving.settings import ServeSettings
+    from kam.serving.snapshot import SnapshotError
     from kam.serving.store import write_scores
 
     settings = _load(ServeSettings, data, model_uri=model_uri)
@@ -348,6 +349,8 @@ def score(
         written = write_scores(con, frame)
         con.disconnect()
     except (ModelNotLoadedError, PlaybookError, DataContractError, EmptyWindowError) as err:
+        _fail(str(err))
+    except SnapshotError as err:
         _fail(str(err))
     if out is not None:
         export_scores(frame, out)
@@ -371,6 +374,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API and the at-risk page for the scores in the store."""
+    from kam.serving.api.auth import KeyFileError
     from kam.serving.api.server import UnsafeBindError, run
     from kam.serving.settings import ServeSettings
 
@@ -385,7 +389,7 @@ def serve(
     console.print(f"  try:           curl -s{key} '{base}/v1/at-risk?tier=A&limit=5'")
     try:
         run(settings)
-    except UnsafeBindError as err:
+    except (UnsafeBindError, KeyFileError) as err:
         _fail(str(err))
 
 
