@@ -471,5 +471,6 @@ def test_the_api_honours_its_schema_under_fuzzing(server: str, tmp_path: Path) -
             "--report", "junit", "--report-dir", str(tmp_path),
         ],
         capture_output=True, text=True, timeout=600, check=False,
+        cwd=tmp_path,  # its cache folder goes there, not into the source tree
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
