@@ -352,6 +352,7 @@ def score(
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
     from kam.serving.scoring.batch import export_scores, score_accounts
     from kam.serving.settings import ServeSettings
+    from kam.serving.snapshot import SnapshotError
     from kam.serving.store import write_scores
 
     settings = _load(ServeSettings, data, model_uri=model_uri)
@@ -387,7 +388,7 @@ def score(
             except OSError as err:
                 _fail(f"cannot write {out}: {err}; the store's scores are unchanged")
         written = write_scores(con, frame)
-    except (DataContractError, EmptyWindowError) as err:
+    except (DataContractError, EmptyWindowError, SnapshotError) as err:
         _fail(str(err))
     finally:
         con.disconnect()
@@ -428,6 +429,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API and the at-risk page for the scores in the store."""
+    from kam.serving.api.auth import KeyFileError
     from kam.serving.api.server import UnsafeBindError, run
     from kam.serving.settings import ServeSettings
 
@@ -442,7 +444,7 @@ def serve(
     console.print(f"  try:           curl -s{key} '{base}/v1/at-risk?tier=A&limit=5'")
     try:
         run(settings)
-    except UnsafeBindError as err:
+    except (UnsafeBindError, KeyFileError) as err:
         _fail(str(err))
 
 

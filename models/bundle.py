@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from kam.models.integrity import MANIFEST, write_manifest
 from kam.models.scorer import Scorer
 
 ARTIFACT_NAME = "scoring_bundle"
@@ -76,6 +77,12 @@ def log_bundle(
     output = scorer.predict_frame(sample)
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = scorer.save(Path(tmp) / "scorer")
+        # the digests travel with the files, so a serving process can refuse an altered file
+        # before LightGBM parses it (models/integrity.py)
+        (Path(tmp) / "manifest").mkdir()
+        artifacts[MANIFEST.removesuffix(".json")] = str(
+            write_manifest(artifacts, Path(tmp) / "manifest")
+        )
         code = _bundle_code(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name=ARTIFACT_NAME,

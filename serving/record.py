@@ -29,7 +29,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 DAY_FORMAT = "%Y-%m-%d"
-MOMENT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+MOMENT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # stored in UTC
 
 
 # ------------------------------------------------------------------------------------------------

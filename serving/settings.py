@@ -7,10 +7,11 @@ Environment variables use the same ``KAM_`` prefix as every other stage, e.g. ``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from kam.models.registry import CHAMPION, alias_uri
@@ -18,6 +19,12 @@ from kam.models.settings import RegistrySettings
 from kam.serving.decisions.stages import DEFAULT_TIER_THRESHOLDS
 
 MIN_KEY_LENGTH = 16
+_KEY_HASH = re.compile(r"sha256:[0-9a-fA-F]{64}")
+
+
+def is_key_hash(key: str) -> bool:
+    """True for a key given as its hash: ``sha256:`` and 64 hex digits."""
+    return _KEY_HASH.fullmatch(key) is not None
 
 
 def _split_keys(value: Any) -> Any:
@@ -64,6 +71,29 @@ class ServeSettings(RegistrySettings):
         ),
     )
 
+    session_secret: str | None = Field(
+        None,
+        min_length=32,
+        description=(
+            "secret signing the page's sign-in cookies (32+ characters); default a random one "
+            "per server start, which signs every browser out at a restart"
+        ),
+    )
+    max_body_bytes: int = Field(
+        1 << 20, ge=1024, description="largest request body accepted (413 beyond it)"
+    )
+    max_header_bytes: int = Field(
+        64 << 10, ge=4096, description="largest request line and headers accepted (431 beyond)"
+    )
+    auth_failures_per_minute: int = Field(
+        10,
+        ge=1,
+        description=(
+            "failed key checks and sign-ins allowed per client address and per key in a "
+            "minute (in each worker); beyond it they are answered 429 until the minute is over"
+        ),
+    )
+
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -83,17 +113,18 @@ class ServeSettings(RegistrySettings):
             raise ValueError(f"KAM_API_KEYS_FILE names {value}, which is not a file")
         return value
 
-    @model_validator(mode="after")
-    def _check_short_keys(self) -> ServeSettings:
-        keys = (*self.api_keys, *self.admin_api_keys)
-        short = [k for k in keys if len(k) < MIN_KEY_LENGTH]
+    @field_validator("api_keys", "admin_api_keys")
+    @classmethod
+    def _check_short_keys(cls, value: list[str]) -> list[str]:
+        short = [k for k in value if not is_key_hash(k) and len(k) < MIN_KEY_LENGTH]
         if short:
             raise ValueError(
-                f"{len(short)} API key(s) shorter than {MIN_KEY_LENGTH} characters: "
-                "use long random keys, e.g. from "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                f"{len(short)} key(s) shorter than {MIN_KEY_LENGTH} characters: use long "
+                "random keys, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+                "or give a key's hash as sha256:<64 hex digits>"
             )
-        return self
+        return value
 
     @property
     def resolved_model_uri(self) -> str:

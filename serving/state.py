@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from kam.models.errors import ModelNotLoadedError
-from kam.models.registry import LoadedModel, load_model
+from kam.models.registry import LoadedModel, TrackingStoreMissingError, load_model
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.stages import tier_cutoffs
 from kam.serving.record import RECORD
@@ -113,6 +113,13 @@ def account_json(frame: pd.DataFrame) -> list[bytes]:
     return [(_BODY % body).encode() for body in zip(*parts, strict=True)]
 
 
+def _utc(moment: Any) -> datetime:
+    """A stored moment as an aware UTC datetime (the store keeps UTC without its zone)."""
+    stamp = pd.Timestamp(moment)
+    aware = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return aware.to_pydatetime()
+
+
 @dataclass(frozen=True)
 class ScoreTable:
     """The latest score of every account, in at-risk order, with ready-made JSON bodies.
@@ -176,7 +183,7 @@ class ScoreTable:
             account_manager=folded("account_manager"),
             value_at_risk=pd.to_numeric(frame["value_at_risk"], errors="coerce").to_numpy(),
             as_of=pd.Timestamp(frame["as_of"].max()).date(),
-            scored_at=None if newest is None or pd.isna(newest) else pd.Timestamp(newest),
+            scored_at=None if newest is None or pd.isna(newest) else _utc(newest),
             model_version=", ".join(versions) or None,
             playbook_version=", ".join(playbooks) or None,
             tier_cutoffs=cutoffs,
@@ -273,6 +280,9 @@ def load_state(settings: ServeSettings) -> ServingState:
     model: LoadedModel | None = None
     try:
         model = load_model(uri, settings.resolved_tracking_uri)
+    except TrackingStoreMissingError as err:
+        missing[MODEL] = str(err)
+        logger.warning("no model loaded: %s", err)
     except ModelNotLoadedError as err:
         missing[MODEL] = f"{err}; run `kam train` and `kam promote`"
         logger.warning("no model loaded: %s", missing[MODEL])

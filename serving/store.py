@@ -7,6 +7,9 @@ writes the scores of each as_of (:func:`write_scores`), loads each account's lat
 effect estimates, and, for an account's page, its score history and last year's activity
 (:func:`read_account_store`). The point-in-time feature snapshots are read by
 :mod:`kam.features`, not here.
+
+DuckDB stores are read by the service through their serving snapshot
+(:mod:`kam.serving.snapshot`), which :func:`write_scores` rewrites.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pandas as pd
 
 from kam.features.store import connect
 from kam.serving.record import RECORD
+from kam.serving.snapshot import database_file, open_for_serving, snapshot_of, write_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +35,8 @@ SCORE_COLUMNS: tuple[str, ...] = RECORD.names
 MASTER_COLUMNS: tuple[str, ...] = RECORD.master_columns
 ACTIVITY_DAYS = 365
 HISTORY_POINTS = 24
+# the input tables an account page reads (:func:`_activity`); copied into the snapshot
+SNAPSHOT_INPUTS = ("orders", "interactions", "complaints", "actions")
 
 
 class ScoresNotLoadedError(RuntimeError):
@@ -53,7 +59,8 @@ def none_if_missing(value: Any) -> Any:
 def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     """Store ``frame`` in the ``scores`` table, replacing the rows of its as_of dates.
 
-    Rows of other as_of dates stay, so the table holds each account's score history.
+    Rows of other as_of dates stay, so the table holds each account's score history. In a
+    DuckDB store, the serving snapshot is then rewritten (:func:`write_snapshot`).
 
     Parameters
     ----------
@@ -67,6 +74,11 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     -------
     int
         Rows written.
+
+    Raises
+    ------
+    kam.serving.snapshot.SnapshotError
+        When the rows are stored but the serving snapshot could not be written.
     """
     missing = [c for c in SCORE_COLUMNS if c not in frame.columns]
     if missing:
@@ -77,6 +89,9 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     raw = getattr(con, "con", None)
     if getattr(con, "name", "") == "duckdb" and raw is not None:
         _write_duckdb(raw, rows, days)
+        store = database_file(raw)
+        if store is not None:
+            write_snapshot(raw, snapshot_of(store), (SCORES_TABLE, *SNAPSHOT_INPUTS))
     else:  # any other Ibis backend: rewrite the table without the replaced as_of rows
         kept = None
         if SCORES_TABLE in con.list_tables():
@@ -149,12 +164,13 @@ def read_scores(con_or_url: Any, *, as_of: Any = None) -> pd.DataFrame:
 
 
 def read_latest_scores(store_url: str) -> pd.DataFrame:
-    """Each account's rows at its latest as_of, from the store's scores table.
+    """Each account's rows at its latest as_of, from the serving snapshot (or the store).
 
     Parameters
     ----------
     store_url
-        The store's URL; opened read-only, so a running ``kam score`` is not disturbed.
+        The store's URL; its snapshot, else the store, is opened read-only, so a running
+        ``kam score`` is not disturbed.
 
     Returns
     -------
@@ -167,7 +183,7 @@ def read_latest_scores(store_url: str) -> pd.DataFrame:
         When there is no store, no scores table, or the store cannot be read.
     """
     try:
-        con = connect(store_url, read_only=True)
+        con, url = open_for_serving(store_url)
     except Exception as err:  # any backend's own error: the message is what matters here
         raise ScoresNotLoadedError(f"cannot open the store {store_url}: {err}") from err
     try:
@@ -181,7 +197,7 @@ def read_latest_scores(store_url: str) -> pd.DataFrame:
     except ScoresNotLoadedError:
         raise
     except Exception as err:  # a table written by an older release, a locked file, ...
-        raise ScoresNotLoadedError(f"cannot read scores from {store_url}: {err}") from err
+        raise ScoresNotLoadedError(f"cannot read scores from {url}: {err}") from err
     finally:
         con.disconnect()
 
@@ -282,7 +298,8 @@ def _scalar(con: Any, expr: Any) -> Any:
 
 
 def read_account_store(store_url: str, account_id: str, as_of: date) -> StoreView:
-    """The account's score history and last-year activity, from a read-only store connection.
+    """The account's score history and last-year activity, from the serving snapshot (or the
+    store), read-only.
 
     Events count when their calendar day lies in ``(as_of - 365 days, as_of]``, as in the
     snapshots. A store that cannot be read gives a view with ``problem`` set, not an error:
@@ -304,7 +321,7 @@ def read_account_store(store_url: str, account_id: str, as_of: date) -> StoreVie
         they could not be read.
     """
     try:
-        con = connect(store_url, read_only=True)
+        con, _ = open_for_serving(store_url)
     except Exception as err:  # any backend's error (a writer holding the file, no file)
         logger.warning("account page: cannot open the store %s: %s", store_url, err)
         return StoreView(problem=f"the store cannot be read right now ({err})")

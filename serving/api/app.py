@@ -25,6 +25,7 @@ from fastapi.openapi.utils import get_openapi
 
 from kam.serving.api.auth import load_keys
 from kam.serving.api.deps import API_KEY_HEADER
+from kam.serving.api.guard import FailureLimiter, RequestGuard
 from kam.serving.api.observability import Metrics, MetricsMiddleware
 from kam.serving.api.reload import reload_state, settle_heap
 from kam.serving.api.routes import probes, v1
@@ -34,6 +35,7 @@ from kam.serving.scoring.microbatch import RowBatcher
 from kam.serving.settings import ServeSettings
 from kam.serving.state import load_state
 from kam.serving.web import routes as web
+from kam.serving.web.cookies import SessionSigner
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.reload_lock = threading.Lock()
     app.state.row_batcher = RowBatcher(score_rows, observe=metrics.score_batch_rows.observe)
+    app.state.sessions = SessionSigner(keys, settings.session_secret)
+    app.state.auth_limiter = FailureLimiter(settings.auth_failures_per_minute)
+    # size and key checks before anything reads a body; metrics outside them count refusals
+    app.add_middleware(RequestGuard, keys=keys, limiter=app.state.auth_limiter,
+                       max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in v1:
         app.include_router(router)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from kam.serving.settings import MIN_KEY_LENGTH, ServeSettings
+from kam.serving.settings import MIN_KEY_LENGTH, ServeSettings, is_key_hash
+
+HASH_PREFIX = "sha256:"
 
 
 class Role(StrEnum):
@@ -21,16 +24,29 @@ class KeyFileError(ValueError):
     """The keys file cannot be used as it is."""
 
 
+def key_digest(key: str) -> bytes:
+    """The SHA-256 digest a key is compared by: of the key itself, or the one a hash entry
+    (``sha256:<64 hex digits>``) names."""
+    if is_key_hash(key):
+        return bytes.fromhex(key.removeprefix(HASH_PREFIX))
+    return hashlib.sha256(key.encode()).digest()
+
+
+def hashed(key: str) -> str:
+    """A key as its ``sha256:`` entry (a hash entry as it is)."""
+    return HASH_PREFIX + key_digest(key).hex()
+
+
 @dataclass(frozen=True)
 class ApiKeys:
-    """The configured keys, by role.
+    """The configured keys, by role, each held as its SHA-256 digest.
 
     Parameters
     ----------
     user
-        Keys that may call the API.
+        Digests of keys that may call the API.
     admin
-        Keys that may also call the admin routes.
+        Digests of keys that may also call the admin routes.
     """
 
     user: tuple[bytes, ...] = ()
@@ -43,12 +59,16 @@ class ApiKeys:
     def role_of(self, presented: str | None) -> Role | None:
         """The role of ``presented``, or None when it is no configured key.
 
-        Every configured key is compared, each in constant time, so the time taken does not
-        depend on which key (or how much of one) matched.
+        The presented key is hashed and its digest compared with every configured digest, each
+        in constant time, so the time taken does not depend on which key (or how much of one)
+        matched, and the service never needs the keys themselves.
         """
         if not presented:
             return None
-        candidate = presented.encode()
+        return self.role_of_digest(hashlib.sha256(presented.encode()).digest())
+
+    def role_of_digest(self, candidate: bytes) -> Role | None:
+        """The role of the key whose SHA-256 digest is ``candidate``."""
         is_admin = False
         is_user = False
         for key in self.admin:
@@ -63,7 +83,9 @@ class ApiKeys:
 def read_keys_file(path: Path) -> tuple[list[str], list[str]]:
     """Read a keys file: one key a line, ``admin:`` before a key that may call the admin routes.
 
-    Blank lines and lines starting with ``#`` are skipped.
+    A key may be given as its hash, ``sha256:<64 hex digits>`` (e.g. ``admin:sha256:9f86...``),
+    so that the file holds no key itself. Blank lines and lines starting with ``#`` are
+    skipped.
 
     Returns
     -------
@@ -72,7 +94,7 @@ def read_keys_file(path: Path) -> tuple[list[str], list[str]]:
     Raises
     ------
     KeyFileError
-        For a key shorter than 16 characters, naming the line.
+        For a key shorter than 16 characters or a malformed hash, naming the line.
     """
     user: list[str] = []
     admin: list[str] = []
@@ -85,7 +107,11 @@ def read_keys_file(path: Path) -> tuple[list[str], list[str]]:
             key, target = rest.strip(), admin if role == "admin" else user
         else:
             key, target = line, user
-        if len(key) < MIN_KEY_LENGTH:
+        if key.startswith(HASH_PREFIX) and not is_key_hash(key):
+            raise KeyFileError(
+                f"{path} line {number}: a {HASH_PREFIX} entry needs 64 hex digits after it"
+            )
+        if not is_key_hash(key) and len(key) < MIN_KEY_LENGTH:
             raise KeyFileError(
                 f"{path} line {number}: key shorter than {MIN_KEY_LENGTH} characters"
             )
@@ -101,6 +127,6 @@ def load_keys(settings: ServeSettings) -> ApiKeys:
         user += file_user
         admin += file_admin
     return ApiKeys(
-        user=tuple(dict.fromkeys(k.encode() for k in user)),
-        admin=tuple(dict.fromkeys(k.encode() for k in admin)),
+        user=tuple(dict.fromkeys(key_digest(k) for k in user)),
+        admin=tuple(dict.fromkeys(key_digest(k) for k in admin)),
     )

@@ -9,8 +9,10 @@ collectors. Under several uvicorn workers (``PROMETHEUS_MULTIPROC_DIR`` set, see
 from __future__ import annotations
 
 import calendar
+import contextlib
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -117,9 +119,37 @@ class Metrics:
         folder = _multiprocess_folder()
         if not folder:
             return generate_latest(self.registry)
+        drop_dead_workers(folder)
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=folder)
         return generate_latest(merged)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds the number: not our worker
+        return False
+    return True
+
+
+def drop_dead_workers(folder: str) -> list[int]:
+    """Remove the live gauges of workers that are gone without saying so (SIGKILL, a crash).
+
+    A worker that stops cleanly drops its own (:meth:`Metrics.worker_exiting`); one killed
+    leaves its files behind, and its model and scores would be reported as loaded for ever.
+    Returns the pids dropped.
+    """
+    dropped = []
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and int(pid_text) not in dropped and not _alive(int(pid_text)):
+            with contextlib.suppress(FileNotFoundError):  # another worker was quicker
+                mark_process_dead(int(pid_text), folder)
+            dropped.append(int(pid_text))
+    return dropped
 
 
 def _multiprocess_folder() -> str | None:

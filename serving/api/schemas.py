@@ -45,7 +45,12 @@ class ScoreRequest(BaseModel):
     # CRMs often hold numeric ids: accept 1042 as "1042"
     model_config = ConfigDict(coerce_numbers_to_str=True)
 
-    account_ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+    account_ids: list[str] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_IDS,
+        # what the coercion above accepts, so the schema does not call a numeric id invalid
+        json_schema_extra={"items": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+    )
 
 
 class AccountScores(BaseModel):
@@ -64,7 +69,7 @@ class FeatureRowRequest(BaseModel):
                 {
                     "account_id": "A-1042",
                     "as_of": "2025-12-31",
-                    "features": {"revenue_365d": 182000.0, "recency_days": 41, "region": "north"},
+                    "features": {"revenue_365d": 182000.0, "recency_days": 41, "region": "North"},
                 }
             ]
         }

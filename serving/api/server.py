@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from kam.serving.api.app import create_app
-from kam.serving.api.auth import load_keys
+from kam.serving.api.auth import hashed, load_keys
 from kam.serving.api.workers import METRICS_ENV, SETTINGS_ENV, SIGNAL_ENV
 from kam.serving.settings import ServeSettings
 
@@ -57,6 +58,20 @@ def check_binding(settings: ServeSettings) -> None:
     )
 
 
+def for_workers(settings: ServeSettings) -> ServeSettings:
+    """The settings the workers get: keys as their hashes, and one session secret for all.
+
+    The workers' settings travel in their environment (:data:`SETTINGS_ENV`), which should not
+    hold a key; a hash is all a worker needs to check one. The session secret must be the same
+    in every worker, or a browser signed in by one would be refused by the next.
+    """
+    return settings.model_copy(update={
+        "api_keys": [hashed(k) for k in settings.api_keys],
+        "admin_api_keys": [hashed(k) for k in settings.admin_api_keys],
+        "session_secret": settings.session_secret or secrets.token_urlsafe(32),
+    })
+
+
 def run(settings: ServeSettings | None = None) -> None:
     """Serve the API with uvicorn until interrupted (``settings.workers`` processes).
 
@@ -79,7 +94,11 @@ def run(settings: ServeSettings | None = None) -> None:
         "access_log": settings.access_log,
         # CRM clients send batches over one connection; keep it open between calls
         "timeout_keep_alive": 30,
+        # refuses oversized request heads before they are collected (serving.api.protocol)
+        "http": "kam.serving.api.protocol:BoundedHttpToolsProtocol",
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
+    settings = for_workers(settings)
     if settings.workers == 1:
         uvicorn.run(create_app(settings), workers=1, **options)
         return

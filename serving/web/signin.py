@@ -1,8 +1,11 @@
 """Signing in with an API key: the sign-in form, sign-out, and the redirect to the form.
 
-When API keys are configured, a browser signs in once with a key (``/login``); the key is then
-kept in a cookie (:mod:`kam.serving.web.cookies`). Sign-in and sign-out are refused when a
-browser says the form was posted from another site.
+When API keys are configured, a browser signs in once with a key (``/login``) and is given a
+signed, expiring session token in a cookie (:mod:`kam.serving.web.cookies`), never the key.
+Failed sign-ins count against the client address and the key tried, as failed API calls do
+(:class:`kam.serving.api.guard.FailureLimiter`): past the limit the form answers 429 without
+checking the key. Sign-in and sign-out are refused when a browser says the form was posted
+from another site.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from kam.serving.api.guard import FailureLimiter, client_address, subjects
 from kam.serving.web.cookies import (
     HINT_COOKIE,
     KEY_COOKIE,
@@ -81,7 +85,7 @@ def login_page(request: Request) -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check a key with the API's constant-time comparison; on success keep it in a cookie."""
+    """Check a key with the API's constant-time comparison; on success start a session."""
     if not _same_origin(request):
         return Response("cross-site sign-in refused\n", status_code=403,
                         media_type="text/plain; charset=utf-8")
@@ -97,14 +101,20 @@ async def login(request: Request) -> Response:
     keys = keys_of(request)
     if not keys.configured:
         return RedirectResponse(target, status_code=303)
-    if keys.role_of(key) is None:
+    limiter: FailureLimiter = request.app.state.auth_limiter
+    about = subjects(client_address(request.scope), key or None)
+    wait = limiter.retry_after(*about)
+    if wait or keys.role_of(key) is None:
+        if not wait:
+            limiter.failed(*about)
         state = request.app.state.serving
-        context = {
-            **page_context(request, state),
-            "next": target,
-            "error": "That key is not valid." if key else "Enter your API key.",
-        }
-        response = render(request, "login.html", context, status_code=401)
+        error = "That key is not valid." if key else "Enter your API key."
+        if wait:
+            error = f"Too many failed sign-ins. Try again in {wait} seconds."
+        context = {**page_context(request, state), "next": target, "error": error}
+        response = render(request, "login.html", context, status_code=429 if wait else 401)
+        if wait:
+            response.headers["Retry-After"] = str(wait)
         end_session(response, request)
         return response
     redirect = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
@@ -114,7 +124,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    """Forget the key kept in this browser."""
+    """End this browser's session."""
     if not _same_origin(request):
         return Response("cross-site sign-out refused\n", status_code=403,
                         media_type="text/plain; charset=utf-8")

@@ -89,6 +89,8 @@ def serve_settings(world: dict[str, Any], **overrides: Any) -> ServeSettings:
         "model_name": NAME,
         "api_keys": [USER_KEY],
         "admin_api_keys": [ADMIN_KEY],
+        # these tests send wrong keys on purpose; the lock-out has its own (test_security.py)
+        "auth_failures_per_minute": 1000,
     }
     values.update(overrides)
     return ServeSettings(**values)
@@ -163,7 +165,7 @@ def test_score_table_keeps_the_latest_row_in_at_risk_order() -> None:
     assert body["value_at_risk"] == 100.0
     assert body["drivers"][0]["phrase"] == "2 open complaints"
     assert body["actions"] == []
-    assert body["scored_at"] == "2026-01-02T03:04:05.000000"
+    assert body["scored_at"] == "2026-01-02T03:04:05.000000Z"
     assert json.loads(table.body("e"))["value_at_risk"] is None  # NaN is not JSON
     assert table.body("zz") is None
     for account_id in "abcde":

@@ -624,8 +624,9 @@ def test_sign_in_with_a_wrong_key_fails(web_world: WebWorld) -> None:
                              follow_redirects=False)
         assert wrong.status_code == 401
         assert "That key is not valid." in wrong.text
-        cleared = [c for c in wrong.headers.get_list("set-cookie") if c.startswith("kam_key=")]
-        assert all(c.startswith('kam_key="";') for c in cleared)  # no key is kept
+        cleared = [c for c in wrong.headers.get_list("set-cookie")
+                   if c.startswith("kam_session=")]
+        assert all(c.startswith('kam_session="";') for c in cleared)  # no key is kept
         assert browser.get("/", follow_redirects=False).status_code == 303
         empty = browser.post("/login", data={"key": ""}, follow_redirects=False)
         assert empty.status_code == 401 and "Enter your API key." in empty.text
@@ -638,11 +639,11 @@ def test_sign_in_with_a_right_key_works_and_sign_out_ends_it(web_world: WebWorld
         assert signed.status_code == 303
         assert signed.headers["location"] == "/?tier=A"
         cookies = signed.headers.get_list("set-cookie")
-        key_cookie = next(c for c in cookies if c.startswith("kam_key="))
+        key_cookie = next(c for c in cookies if c.startswith("kam_session="))
         assert "HttpOnly" in key_cookie and "SameSite=strict" in key_cookie
         assert "Path=/" in key_cookie and "Max-Age=28800" in key_cookie
         assert "Secure" not in key_cookie  # plain http on loopback: Secure would never return
-        assert USER_KEY not in key_cookie  # encoded, not a raw header value
+        assert USER_KEY not in key_cookie  # a signed token, never the key
         page = browser.get("/?tier=A")
         assert page.status_code == 200 and Page(page.text).rows
         assert 'action="/logout"' in page.text
@@ -658,7 +659,7 @@ def test_over_https_the_cookie_is_secure(web_world: WebWorld) -> None:
                               headers={"Origin": "https://kam.example"})
         assert signed.status_code == 303
         key_cookie = next(c for c in signed.headers.get_list("set-cookie")
-                          if c.startswith("kam_key="))
+                          if c.startswith("kam_session="))
         assert "Secure" in key_cookie
 
 
