@@ -343,7 +343,8 @@ def score(
         con = connect(settings.store_url_for())
         with console.status(f"scoring with {uri}"):
             frame = score_accounts(
-                con, model, as_of=as_of, playbook=playbook, tier_thresholds=settings.tier_thresholds
+                con, model, as_of=as_of, playbook=playbook,
+                tier_thresholds=settings.tier_thresholds, currency=settings.currency,
             )
         written = write_scores(con, frame)
         con.disconnect()

@@ -39,7 +39,7 @@ from kam.serving.decisions.stages import (
     relationship_stage,
 )
 from kam.serving.decisions.vocabulary import CAUSES
-from kam.serving.record import RECORD, ActionRecommendation, Driver, json_lists
+from kam.serving.record import DEFAULT_CURRENCY, RECORD, ActionRecommendation, Driver, json_lists
 from kam.serving.store import read_master
 
 STAKE_FEATURE = "revenue_365d"
@@ -80,6 +80,7 @@ def score_accounts(
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
     timings: dict[str, float] | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -109,6 +110,8 @@ def score_accounts(
     timings
         When given, receives the seconds spent on ``features`` (the point-in-time snapshot and
         the actions history) and on ``scoring`` (model, drivers and actions).
+    currency
+        The currency of the data's money, recorded on every score.
 
     Returns
     -------
@@ -138,6 +141,7 @@ def score_accounts(
         scored_at=scored_at,
         max_actions=max_actions,
         driver_limit=driver_limit,
+        currency=currency,
     )
     if timings is not None:
         timings["features"] = built - began
@@ -158,6 +162,7 @@ def score_frame(
     scored_at: datetime | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -190,6 +195,8 @@ def score_frame(
         rank, get no drivers, and only the actions that need none (such as the tier C nurture
         programme); their drivers can be computed on demand
         (:func:`~kam.serving.scoring.online.score_features`). All accounts when None.
+    currency
+        The currency of the data's money, recorded on every score.
 
     Returns
     -------
@@ -274,6 +281,8 @@ def score_frame(
             "model_version": model.version,
             "playbook_version": playbook.version,
             "scored_at": stamp,
+            "horizon": str(model.metadata.horizon),
+            "currency": currency,
         }
     )
     return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]
