@@ -60,16 +60,18 @@ def _typical(f: FeatureField) -> Any:
     return int(value) if f.kind == "count" else float(value)
 
 
-def _served_spec(app: FastAPI) -> FeatureSpec | None:
+def _served(app: FastAPI) -> tuple[FeatureSpec | None, tuple[str | None, ...]]:
+    """The served model's feature spec, and what identifies the model (for the cache)."""
     state = getattr(app.state, "serving", None)
     model = getattr(state, "model", None)
-    return None if model is None else model.scorer.spec
+    if model is None:
+        return None, ()
+    return model.scorer.spec, (model.uri, model.version, model.run_id)
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI schema for the model it serves now (kept until the model changes)."""
-    spec = _served_spec(app)
-    key = id(spec)
+    spec, key = _served(app)
     cached = getattr(app.state, "openapi_for", None)
     if app.openapi_schema is not None and cached == key:
         return app.openapi_schema

@@ -139,6 +139,8 @@ def scores_frame(rows: list[tuple[str, str, float, str, str, str | None]]) -> pd
     frame["model_version"] = "3"
     frame["playbook_version"] = "2025.1"
     frame["scored_at"] = pd.Timestamp("2026-01-02 03:04:05")
+    frame["horizon"] = "365d"
+    frame["currency"] = "¥"
     return frame
 
 
@@ -163,7 +165,7 @@ def test_score_table_keeps_the_latest_row_in_at_risk_order() -> None:
     assert body["value_at_risk"] == 100.0
     assert body["drivers"][0]["phrase"] == "2 open complaints"
     assert body["actions"] == []
-    assert body["scored_at"] == "2026-01-02T03:04:05.000000"
+    assert body["scored_at"] == "2026-01-02T03:04:05.000000Z"  # UTC, and says so
     assert json.loads(table.body("e"))["value_at_risk"] is None  # NaN is not JSON
     assert table.body("zz") is None
     for account_id in "abcde":
