@@ -380,6 +380,7 @@ def score(
                 playbook=playbook,
                 tier_thresholds=settings.tier_thresholds,
                 today=settings.today,
+                currency=settings.currency,
             )
         if out is not None:
             # The file first: when it cannot be written, the store keeps its earlier scores.

@@ -29,7 +29,10 @@ import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 DAY_FORMAT = "%Y-%m-%d"
-MOMENT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # stored in UTC
+# moments are stored in UTC without a zone (DuckDB TIMESTAMP); the text says so with its "Z"
+MOMENT_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# the currency recorded on scores when the settings name none
+DEFAULT_CURRENCY = "¥"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,7 +444,15 @@ RECORD = ScoreRecord((
     ScoreField("model_name", TEXT, body=16, csv=23, posted="scored"),
     ScoreField("model_version", TEXT, body=17, csv=24, posted="scored"),
     ScoreField("playbook_version", TEXT, body=18, csv=25, posted="scored"),
-    ScoreField("scored_at", MOMENT, body=19, csv=26),
+    ScoreField("scored_at", MOMENT, body=19, csv=26, description="when it was scored (UTC)"),
+    ScoreField(
+        "horizon", TEXT, body=22,
+        description="the period the probability and value are over, e.g. 365d (the model's)",
+    ),
+    ScoreField(
+        "currency", TEXT, body=23,
+        description="the currency of value, value_at_stake and value_at_risk",
+    ),
 ))
 
 

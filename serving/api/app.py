@@ -18,15 +18,23 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from starlette.middleware.gzip import GZipMiddleware
 
 from kam.serving.api.auth import load_keys
 from kam.serving.api.deps import API_KEY_HEADER
 from kam.serving.api.guard import FailureLimiter, RequestGuard
+from kam.serving.api.docs import add_docs
+from kam.serving.api.middleware import (
+    GZIP_LEVEL,
+    GZIP_MINIMUM_SIZE,
+    RequestIdMiddleware,
+    enable_access_log,
+)
 from kam.serving.api.observability import Metrics, MetricsMiddleware
+from kam.serving.api.openapi import build_openapi
+from kam.serving.api.problems import install_problem_handlers
 from kam.serving.api.reload import reload_state, settle_heap
 from kam.serving.api.routes import probes, v1
 from kam.serving.api.routes.scores import score_rows
@@ -38,14 +46,6 @@ from kam.serving.web import routes as web
 from kam.serving.web.cookies import SessionSigner
 
 logger = logging.getLogger(__name__)
-
-SECURITY_SCHEME = {
-    "type": "apiKey",
-    "in": "header",
-    "name": API_KEY_HEADER,
-    "description": "a key from KAM_API_KEYS, KAM_ADMIN_API_KEYS or KAM_API_KEYS_FILE",
-}
-
 
 def _version() -> str:
     try:
@@ -115,9 +115,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         description=(
             "Defection probability, next-horizon value with interval, value at risk, tier, "
             "drivers in business words and recommended retention actions for key accounts. "
-            f"Send an API key in the `{API_KEY_HEADER}` header on every `/v1` route."
+            f"Send an API key in the `{API_KEY_HEADER}` header on every `/v1` route. Errors are "
+            "RFC 9457 problem details; every response carries an `X-Request-ID`."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by add_docs
+        redoc_url=None,
+        # operation ids are the route functions' names: a generated client's method names
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.api_keys = keys
@@ -130,11 +135,16 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.add_middleware(RequestGuard, keys=keys, limiter=app.state.auth_limiter,
                        max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response gets its id
+    enable_access_log()
+    install_problem_handlers(app)
     for router in v1:
         app.include_router(router)
     app.include_router(probes)
     app.include_router(web.router)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    add_docs(app)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -143,25 +153,3 @@ def app_from_environment() -> FastAPI:
     (set by :func:`kam.serving.api.server.run`), else from the environment and config file."""
     text = os.environ.get(SETTINGS_ENV)
     return create_app(ServeSettings.model_validate_json(text) if text else None)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI schema, with the API key scheme on every `/v1` operation.
-
-    The key is checked in a plain dependency rather than FastAPI's ``APIKeyHeader``, which would
-    add a dependency to every request; the scheme is declared here instead.
-    """
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-        schema.setdefault("components", {})["securitySchemes"] = {"APIKeyHeader": SECURITY_SCHEME}
-        for path, operations in schema["paths"].items():
-            if path.startswith("/v1/"):
-                for operation in operations.values():
-                    operation["security"] = [{"APIKeyHeader": []}]
-        app.openapi_schema = schema
-    return app.openapi_schema

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 
 from kam.models.registry import LoadedModel
 from kam.serving.api.auth import ApiKeys, Role
-from kam.serving.api.schemas import Problem
+from kam.serving.api.problems import ApiProblem, FieldError, Problem
 from kam.serving.state import ScoreTable, ServingState
 
 API_KEY_HEADER = "X-API-Key"
@@ -76,20 +78,65 @@ async def require_admin(role: RoleDep) -> Role:
     return role
 
 
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> list[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names = [p.alias for p in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _query_names(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """422 naming each query parameter the route does not take (``?regoin=East``)."""
+    if not request.scope.get("query_string"):
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = frozenset(_query_names(route.dependant))
+        _QUERY_NAMES[id(route)] = names
+    unknown = [k for k in dict.fromkeys(request.query_params.keys()) if k not in names]
+    if unknown:
+        taken = ", ".join(sorted(names)) or "none"
+        raise ApiProblem(
+            422,
+            "bad query parameters",
+            [
+                FieldError(
+                    loc=["query", k],
+                    msg=f"unknown query parameter; this route takes: {taken}",
+                    type="extra_forbidden",
+                )
+                for k in unknown
+            ],
+        )
+
+
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing or invalid API key"},
+    422: {"model": Problem, "description": "a bad request: each bad field named in errors"},
     503: {"model": Problem, "description": "no model or no scores loaded"},
 }
 
 
 def v1_router() -> APIRouter:
-    """A router for `/v1` routes: a valid API key on every call, auth errors documented.
+    """A router for `/v1` routes: a valid API key on every call, unknown query parameters
+    refused, and the errors documented.
 
     Each resource module has its own; the app includes them in order. The prefix stays on the
     router (not on an enclosing one) so a route's own path is its full template, the label of
     its request metrics.
     """
-    return APIRouter(prefix="/v1", dependencies=[Depends(caller_role)], responses=AUTH_ERRORS)
+    return APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(caller_role), Depends(known_query)],
+        responses=AUTH_ERRORS,
+    )
 
 
 def json_response(body: bytes, status_code: int = 200) -> Response:

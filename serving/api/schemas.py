@@ -10,10 +10,11 @@ the score record, :mod:`kam.serving.record`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from kam.serving.api.problems import FieldError, Problem  # noqa: F401 - one family of schemas
 from kam.serving.decisions.vocabulary import Tier
 
 # the items of the scores' lists are re-exported: the API's schemas stay one family
@@ -23,8 +24,37 @@ MAX_BATCH_IDS = 1000
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_FEATURES = 1000
+MAX_ID_LENGTH = 200
+# posted rows: due dates count from as_of, so a date far out would overflow them
+EARLIEST_AS_OF = dt.date(1900, 1, 1)
+AS_OF_LEAD_DAYS = 366
 
 FeatureValue = float | str | bool | None
+
+
+def _no_surrogates(text: str) -> str:
+    # a lone surrogate cannot be encoded as UTF-8: refuse it here rather than fail later
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone surrogate (not valid Unicode text)") from None
+    return text
+
+
+def _sane_as_of(day: dt.date) -> dt.date:
+    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=AS_OF_LEAD_DAYS)
+    if not EARLIEST_AS_OF <= day <= latest:
+        raise ValueError(
+            f"as_of must lie between {EARLIEST_AS_OF} and {latest} (a year from today)"
+        )
+    return day
+
+
+Text = Annotated[str, AfterValidator(_no_surrogates)]
+AccountId = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_surrogates)
+]
+AsOf = Annotated[dt.date, AfterValidator(_sane_as_of)]
 
 
 # The scores' models come from the score record: its fields, their order and types. Built at
@@ -43,13 +73,24 @@ class ScoreRequest(BaseModel):
     """Account ids whose latest scores are wanted."""
 
     # CRMs often hold numeric ids: accept 1042 as "1042"
-    model_config = ConfigDict(coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        coerce_numbers_to_str=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"account_ids": ["A-1042", "A-2077"]}]},
+    )
 
-    account_ids: list[str] = Field(
+    account_ids: list[AccountId] = Field(
         min_length=1,
         max_length=MAX_BATCH_IDS,
         # what the coercion above accepts, so the schema does not call a numeric id invalid
-        json_schema_extra={"items": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+        json_schema_extra={
+            "items": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                    {"type": "number"},
+                ]
+            }
+        },
     )
 
 
@@ -63,24 +104,21 @@ class AccountScores(BaseModel):
 class FeatureRowRequest(BaseModel):
     """One account's features, computed by the caller; features left out count as missing."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "account_id": "A-1042",
-                    "as_of": "2025-12-31",
-                    "features": {"revenue_365d": 182000.0, "recency_days": 41, "region": "North"},
-                }
-            ]
-        }
+    # the example is made from the served model's features (kam.serving.api.openapi)
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: AccountId | None = Field(None, description="echoed back; not looked up")
+    as_of: AsOf | None = Field(
+        None, description="date of the features; due dates count from it (at most a year ahead)"
+    )
+    features: dict[Text, FeatureValue] = Field(
+        max_length=MAX_FEATURES,
+        description="feature name -> value (the FeatureRow schema: names, kinds, units, ranges)",
     )
 
-    account_id: str | None = Field(None, description="echoed back; not looked up")
-    as_of: dt.date | None = Field(None, description="date of the features; due dates count from it")
-    features: dict[str, FeatureValue] = Field(
-        max_length=MAX_FEATURES, description="feature name -> value"
-    )
 
+# what a posted row's score adds to the record's fields, in body order
+POSTED_EXTRAS = ("missing_features", "known_features", "reliable", "horizon", "currency")
 
 FeatureRowScore = RECORD.response_model(
     "FeatureRowScore",
@@ -91,7 +129,28 @@ FeatureRowScore = RECORD.response_model(
         "missing_features": (
             list[str],
             Field(description="features of the model the row did not give"),
-        )
+        ),
+        "known_features": (
+            int,
+            Field(description="features of the model the row gave (not null)"),
+        ),
+        "reliable": (
+            bool,
+            Field(
+                description=(
+                    "false when the row gave fewer than min_known_features (GET /v1/model): "
+                    "the model was never trained on rows so empty; do not act on the score"
+                )
+            ),
+        ),
+        "horizon": (
+            str | None,
+            Field(description="the period the probability and value are over, e.g. 365d"),
+        ),
+        "currency": (
+            str,
+            Field(description="the currency of the value fields (the service's setting)"),
+        ),
     },
 )
 
@@ -116,11 +175,18 @@ class AtRiskPage(BaseModel):
 
 
 class FeatureInfo(BaseModel):
-    """A model input."""
+    """A model input: what it means and what a posted row may give for it."""
 
     name: str
     family: str
-    categories: list[str] | None = Field(None, description="known levels of a categorical feature")
+    description: str
+    kind: Literal["number", "count", "category"]
+    unit: str | None = Field(None, description="currency, days, count, share, ... (not categories)")
+    minimum: float | None = Field(None, description="smallest value a posted row may give")
+    maximum: float | None = Field(None, description="largest value a posted row may give")
+    categories: list[str] | None = Field(
+        None, description="known levels of a categorical feature, matched case exactly"
+    )
 
 
 class ScoresInfo(BaseModel):
@@ -128,7 +194,7 @@ class ScoresInfo(BaseModel):
 
     accounts: int
     as_of: dt.date | None = None
-    scored_at: dt.datetime | None = None
+    scored_at: dt.datetime | None = Field(None, description="when the scores were made (UTC)")
     model_version: str | None = Field(None, description="model version that produced the scores")
     playbook_version: str | None = None
 
@@ -160,6 +226,15 @@ class ModelInfo(BaseModel):
     )
     data_end: str | None = None
     metrics: dict[str, float] = Field(description="test metrics (see evaluation)")
+    description: str | None = Field(None, description="the registered version's description")
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="the registered version's tags: horizon, decline, population, code version",
+    )
+    currency: str = Field(description="the currency of value fields in scores")
+    min_known_features: int = Field(
+        description="fewest known features a posted row must give to be scored"
+    )
     features: list[FeatureInfo]
     scores: ScoresInfo | None = None
     loaded_at: dt.datetime
@@ -183,12 +258,6 @@ class ReloadResult(BaseModel):
     scores_as_of: dt.date | None = None
     seconds: float
     missing: dict[str, str] = Field(default_factory=dict)
-
-
-class Problem(BaseModel):
-    """Why a request was refused or could not be answered."""
-
-    detail: str
 
 
 class Health(BaseModel):

@@ -42,7 +42,14 @@ from kam.serving.decisions.stages import (
     relationship_stage,
 )
 from kam.serving.decisions.vocabulary import CAUSES
-from kam.serving.record import RECORD, ActionRecommendation, Driver, formula_safe, json_lists
+from kam.serving.record import (
+    DEFAULT_CURRENCY,
+    RECORD,
+    ActionRecommendation,
+    Driver,
+    formula_safe,
+    json_lists,
+)
 from kam.serving.store import read_master
 
 STAKE_FEATURE = "revenue_365d"
@@ -84,6 +91,7 @@ def score_accounts(
     driver_limit: int | None = None,
     timings: dict[str, float] | None = None,
     today: date | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -117,6 +125,8 @@ def score_accounts(
         When given, an ``as_of`` after it, or a store whose data ends after it, is refused:
         such scores would rest on events that have not happened (a mistyped date in an
         export).
+    currency
+        The currency of the data's money, recorded on every score.
 
     Returns
     -------
@@ -164,6 +174,7 @@ def score_accounts(
         scored_at=scored_at,
         max_actions=max_actions,
         driver_limit=driver_limit,
+        currency=currency,
     )
     if timings is not None:
         timings["features"] = built - began
@@ -186,6 +197,7 @@ def score_frame(
     driver_limit: int | None = None,
     tiers: np.ndarray | None = None,
     ranks: np.ndarray | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -222,6 +234,8 @@ def score_frame(
         Each row's tier and rank when ``snapshot`` is one part of a larger book (they depend
         on every account's value: see :mod:`kam.serving.scoring.spark`); computed from these
         rows when None.
+    currency
+        The currency of the data's money, recorded on every score.
 
     Returns
     -------
@@ -311,6 +325,8 @@ def score_frame(
             "model_version": model.version,
             "playbook_version": playbook.version,
             "scored_at": stamp,
+            "horizon": str(model.metadata.horizon),
+            "currency": currency,
         }
     )
     return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]

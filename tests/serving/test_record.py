@@ -29,7 +29,13 @@ import uvicorn
 from pydantic import BaseModel
 
 from kam.features.snapshots import build_snapshots
-from kam.serving.api.schemas import MAX_PAGE, AccountScore, AtRiskPage, FeatureRowScore
+from kam.serving.api.schemas import (
+    MAX_PAGE,
+    POSTED_EXTRAS,
+    AccountScore,
+    AtRiskPage,
+    FeatureRowScore,
+)
 from kam.serving.record import (
     DAY,
     DRIVERS,
@@ -111,7 +117,7 @@ def test_the_table_the_api_the_page_and_the_export_come_from_the_record() -> Non
     assert list(BODY_COLUMNS) == body
     assert list(AccountScore.model_fields) == body
     posted = [name for name in body if RECORD[name].posted]
-    assert list(FeatureRowScore.model_fields) == [*posted, "missing_features"]
+    assert list(FeatureRowScore.model_fields) == [*posted, *POSTED_EXTRAS]
     for name, info in AccountScore.model_fields.items():
         assert info.is_required() and info.description == RECORD[name].description
     exported = sorted((f for f in RECORD if f.csv), key=lambda f: f.csv or 0)
@@ -131,7 +137,8 @@ def _one_row(record: ScoreRecord) -> pd.DataFrame:
 
 def test_a_new_field_reaches_the_table_the_api_the_page_and_the_export() -> None:
     added = ScoreField(
-        "loyalty_score", NUMBER, body=22, csv=27, page=True, posted="scored",
+        "loyalty_score", NUMBER, body=len(RECORD.body) + 1, csv=len(RECORD.exported) + 1,
+        page=True, posted="scored",
         description="how loyal the account has been",
     )
     record = ScoreRecord((*RECORD.fields, added))
@@ -326,7 +333,7 @@ def test_post_score_bodies_are_the_record(
         response = http.post("/v1/score", json=payload)
         assert response.status_code == 200, response.text
         body = check_body(
-            response.content, FeatureRowScore, fields, extra=("missing_features",),
+            response.content, FeatureRowScore, fields, extra=POSTED_EXTRAS,
             nullable=echoed,
         )
         assert body["account_id"] == payload.get("account_id")
@@ -366,7 +373,7 @@ def test_the_openapi_schema_is_the_record(http: httpx.Client) -> None:
     body = [f.name for f in RECORD.body]
     for name, fields in (
         ("AccountScore", body),
-        ("FeatureRowScore", [n for n in body if RECORD[n].posted] + ["missing_features"]),
+        ("FeatureRowScore", [n for n in body if RECORD[n].posted] + list(POSTED_EXTRAS)),
     ):
         schema = schemas[name]
         assert list(schema["properties"]) == fields

@@ -12,15 +12,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request
+import numpy as np
+from fastapi import Request
 from fastapi.responses import Response
 
 from kam.models.errors import FeatureRowError
 from kam.models.registry import LoadedModel
 from kam.serving.api.deps import ScorerDep, ScoresDep, StateDep, json_response, v1_router
+from kam.serving.api.problems import ApiProblem, FieldError
 from kam.serving.api.schemas import AccountScores, FeatureRowRequest, FeatureRowScore, ScoreRequest
 from kam.serving.decisions.playbook import Playbook
-from kam.serving.record import NUMBER, RECORD
+from kam.serving.record import DEFAULT_CURRENCY, NUMBER, RECORD
 from kam.serving.scoring.microbatch import RowBatcher
 from kam.serving.scoring.online import score_matrix
 
@@ -77,34 +79,35 @@ async def get_accounts(scores: ScoresDep, request_body: ScoreRequest) -> Respons
     return json_response(body)
 
 
-@router.post(
-    "/score",
-    response_model=FeatureRowScore,
-    responses={422: {"description": "a bad feature row: each bad field named"}},
-    tags=["scores"],
-)
+def _feature_errors(err: FeatureRowError) -> list[FieldError]:
+    return [
+        FieldError(
+            loc=["body", "features", name],
+            msg=message,
+            type="feature_row",
+        )
+        for name, message in err.errors.items()
+    ]
+
+
+@router.post("/score", response_model=FeatureRowScore, tags=["scores"])
 async def score_row(
     payload: FeatureRowRequest, model: ScorerDep, state: StateDep, request: Request
 ) -> Response:
-    """Score one posted feature row (features the caller computed); missing features allowed.
+    """Score one posted feature row (features the caller computed).
 
-    Rows posted at the same time are scored together (:mod:`serving.microbatch`).
+    Features may be left out or null; each value given must be of its feature's kind and
+    within its range, a category one of the model's levels (case included). A row giving
+    fewer than half of the model's features (`min_known_features` of `GET /v1/model`) is
+    scored but marked `reliable: false`. Rows posted at the same time are scored together
+    (:mod:`serving.microbatch`).
     """
+    spec = model.scorer.spec
     try:
-        (x,) = model.scorer.spec.record_matrix([payload.features])
+        (x,) = spec.check_rows([payload.features])
     except FeatureRowError as err:
-        raise HTTPException(
-            422,
-            [
-                {
-                    "type": "feature_row",
-                    "loc": ["body", "features", name],
-                    "msg": message,
-                    "input": payload.features.get(name),
-                }
-                for name, message in err.errors.items()
-            ],
-        ) from None
+        raise ApiProblem(422, "a bad feature row", _feature_errors(err)) from None
+    known = int(np.count_nonzero(~np.isnan(x)))
     cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
     context = RowContext(model, state.playbook, payload.as_of, cutoffs)
     batcher: RowBatcher = request.app.state.row_batcher
@@ -112,6 +115,10 @@ async def score_row(
     result = FeatureRowScore(
         **{name: getattr(payload, name) for name in _ECHOED},
         **{name: _json_value(name, row.get(name)) for name in _SCORED},
-        missing_features=[n for n in model.scorer.spec.names if payload.features.get(n) is None],
+        missing_features=[n for n in spec.names if payload.features.get(n) is None],
+        known_features=known,
+        reliable=known >= spec.min_known,
+        horizon=str(model.metadata.horizon),
+        currency=getattr(request.app.state.settings, "currency", None) or DEFAULT_CURRENCY,
     )
     return json_response(result.model_dump_json().encode())

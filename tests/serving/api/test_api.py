@@ -141,6 +141,8 @@ def scores_frame(rows: list[tuple[str, str, float, str, str, str | None]]) -> pd
     frame["model_version"] = "3"
     frame["playbook_version"] = "2025.1"
     frame["scored_at"] = pd.Timestamp("2026-01-02 03:04:05")
+    frame["horizon"] = "365d"
+    frame["currency"] = "¥"
     return frame
 
 
@@ -165,7 +167,7 @@ def test_score_table_keeps_the_latest_row_in_at_risk_order() -> None:
     assert body["value_at_risk"] == 100.0
     assert body["drivers"][0]["phrase"] == "2 open complaints"
     assert body["actions"] == []
-    assert body["scored_at"] == "2026-01-02T03:04:05.000000Z"
+    assert body["scored_at"] == "2026-01-02T03:04:05.000000Z"  # UTC, and says so
     assert json.loads(table.body("e"))["value_at_risk"] is None  # NaN is not JSON
     assert table.body("zz") is None
     for account_id in "abcde":
@@ -255,18 +257,18 @@ def test_every_v1_route_needs_a_key(
 ) -> None:
     missing = client.request(method, path, json=body)
     assert missing.status_code == 401
-    assert missing.json() == {"detail": MISSING_KEY}
+    assert missing.json()["detail"] == MISSING_KEY
     assert missing.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
     wrong = client.request(method, path, json=body, headers={"X-API-Key": USER_KEY + "x"})
     assert wrong.status_code == 401
-    assert wrong.json() == {"detail": WRONG_KEY}
+    assert wrong.json()["detail"] == WRONG_KEY
     assert "www-authenticate" in wrong.headers
 
 
 def test_admin_route_refuses_a_user_key(client: TestClient) -> None:
     response = client.post("/v1/admin/reload", headers=USER)
     assert response.status_code == 403
-    assert response.json() == {"detail": NOT_ADMIN}
+    assert response.json()["detail"] == NOT_ADMIN
 
 
 def test_admin_key_may_call_user_routes(client: TestClient) -> None:
@@ -363,7 +365,7 @@ def test_latest_as_of_wins_per_account(client: TestClient, world: dict[str, Any]
 def test_unknown_account_is_404(client: TestClient) -> None:
     response = client.get("/v1/accounts/NO-SUCH-ACCOUNT", headers=USER)
     assert response.status_code == 404
-    assert response.json() == {"detail": "unknown account 'NO-SUCH-ACCOUNT'"}
+    assert response.json()["detail"] == "unknown account 'NO-SUCH-ACCOUNT'"
 
 
 def test_batch_of_accounts(client: TestClient, world: dict[str, Any]) -> None:
@@ -386,23 +388,23 @@ def test_batch_is_bounded(client: TestClient) -> None:
         "/v1/scores", json={"account_ids": [str(i) for i in range(MAX_BATCH_IDS + 1)]}, headers=USER
     )
     assert too_many.status_code == 422
-    (error,) = too_many.json()["detail"]
+    (error,) = too_many.json()["errors"]
     assert error["loc"] == ["body", "account_ids"]
     assert error["msg"] == (
         f"List should have at most {MAX_BATCH_IDS} items after validation, not 1001"
     )
     empty = client.post("/v1/scores", json={"account_ids": []}, headers=USER)
     assert empty.status_code == 422
-    assert empty.json()["detail"][0]["loc"] == ["body", "account_ids"]
+    assert empty.json()["errors"][0]["loc"] == ["body", "account_ids"]
     missing = client.post("/v1/scores", json={"ids": ["a"]}, headers=USER)
     assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["body", "account_ids"]
-    assert missing.json()["detail"][0]["msg"] == "Field required"
+    assert missing.json()["errors"][0]["loc"] == ["body", "account_ids"]
+    assert missing.json()["errors"][0]["msg"] == "Field required"
     broken = client.post(
         "/v1/scores", content=b"{not json", headers={**USER, "Content-Type": "application/json"}
     )
     assert broken.status_code == 422
-    assert broken.json()["detail"][0]["type"] == "json_invalid"
+    assert broken.json()["errors"][0]["type"] == "json_invalid"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -449,7 +451,8 @@ def test_at_risk_filters(client: TestClient, world: dict[str, Any]) -> None:
     cases = [
         ({"tier": "A"}, expected["tier"] == "A"),
         ({"tier": ["A", "B"]}, expected["tier"].isin(["A", "B"])),
-        ({"region": region.upper()}, expected["region"] == region),
+        ({"region": region}, expected["region"] == region),
+        ({"region": region.upper()}, expected["region"] == region.upper()),  # case exact
         ({"account_manager": manager}, expected["account_manager"] == manager),
         ({"min_value_at_risk": threshold}, expected["value_at_risk"] >= threshold),
         (
@@ -503,7 +506,7 @@ def test_at_risk_bad_parameters(
 ) -> None:
     response = client.get("/v1/at-risk", params=params, headers=USER)
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
+    (error,) = response.json()["errors"]
     assert error["loc"] == loc
     assert error["msg"] == msg
 
@@ -592,9 +595,11 @@ def test_posted_row_may_leave_features_out(client: TestClient) -> None:
     assert body["value_low"] <= body["value"] <= body["value_high"]
     assert "recency_days" not in body["missing_features"]
     assert "tenure_days" in body["missing_features"]
+    assert body["known_features"] == 2 and body["reliable"] is False
     empty = client.post("/v1/score", json={"features": {}}, headers=USER)
     assert empty.status_code == 200
     assert empty.json()["value_at_stake"] is None
+    assert empty.json()["reliable"] is False
 
 
 def test_posted_row_names_each_bad_field(client: TestClient, world: dict[str, Any]) -> None:
@@ -613,34 +618,29 @@ def test_posted_row_names_each_bad_field(client: TestClient, world: dict[str, An
         headers=USER,
     )
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": [
-            {
-                "type": "feature_row",
-                "loc": ["body", "features", "recency_days"],
-                "msg": "expected a number, got 'recent'",
-                "input": "recent",
-            },
-            {
-                "type": "feature_row",
-                "loc": ["body", "features", "no_such_feature"],
-                "msg": "unknown feature",
-                "input": 1.0,
-            },
-            {
-                "type": "feature_row",
-                "loc": ["body", "features", "region"],
-                "msg": f"unknown category 'Atlantis'; expected one of {levels}",
-                "input": "Atlantis",
-            },
-            {
-                "type": "feature_row",
-                "loc": ["body", "features", "tenure_days"],
-                "msg": "expected a number, got True",
-                "input": True,
-            },
-        ]
-    }
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"] == [
+        {
+            "type": "feature_row",
+            "loc": ["body", "features", "recency_days"],
+            "msg": "expected a number, got 'recent'",
+        },
+        {
+            "type": "feature_row",
+            "loc": ["body", "features", "no_such_feature"],
+            "msg": "unknown feature",
+        },
+        {
+            "type": "feature_row",
+            "loc": ["body", "features", "region"],
+            "msg": f"unknown category 'Atlantis'; expected one of {levels}",
+        },
+        {
+            "type": "feature_row",
+            "loc": ["body", "features", "tenure_days"],
+            "msg": "expected a number, got True",
+        },
+    ]
 
 
 @pytest.mark.parametrize(
@@ -658,7 +658,7 @@ def test_posted_row_bad_shapes_are_422(
 ) -> None:
     response = client.post("/v1/score", json=payload, headers=USER)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == loc
+    assert response.json()["errors"][0]["loc"] == loc
 
 
 # ------------------------------------------------------------------------------------------------
@@ -736,7 +736,7 @@ def test_without_model_or_scores_it_starts_and_says_what_to_run(
         ]:
             response = empty.request(method, path, json=payload, headers=USER)
             assert response.status_code == 503, path
-            assert response.json() == {"detail": detail}, path
+            assert response.json()["detail"] == detail, path
         assert "kam_model_loaded 0.0" in empty.get("/metrics").text
         failed = empty.post("/v1/admin/reload", headers=ADMIN)
         assert failed.status_code == 200  # nothing was lost, so the reload itself succeeds
@@ -758,7 +758,7 @@ def test_scores_without_the_table_are_named(world: dict[str, Any], tmp_path: Pat
         )
         assert scored.status_code == 200
         assert scored.json()["tier"] == "A"
-        assert no_table.get("/v1/accounts/x", headers=USER).json() == {"detail": NO_SCORES}
+        assert no_table.get("/v1/accounts/x", headers=USER).json()["detail"] == NO_SCORES
 
 
 # ------------------------------------------------------------------------------------------------
