@@ -16,7 +16,7 @@ from kam.features.catalog import available
 from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end, data_start
 from kam.features.store import connect, input_tables, require_orders
-from kam.models.bundle import log_bundle
+from kam.models.bundle import BundleFactory, ScoringBundle
 from kam.models.metadata import (
     ACCOUNT_FOLDS,
     OUT_OF_TIME,
@@ -28,7 +28,7 @@ from kam.training import report
 from kam.training.evaluate import Evaluation, evaluate, evaluate_scores, format_table
 from kam.training.fit import FitOptions, FitResult, fit_models, refit
 from kam.training.splits import SplitPlan, TrainingPlan, plan_training
-from kam.training.tracking import data_fingerprint, log_json, use_tracking
+from kam.training.tracking import data_fingerprint, log_json, log_scoring_bundle, use_tracking
 
 TEST_SNAPSHOT = "evaluation/test_snapshot.parquet"
 # The backtest's own scorer (trained on labels closing before the test as_of): the evidence
@@ -55,6 +55,7 @@ class TrainRequest:
     register: bool = True
     features: tuple[str, ...] | None = None  # restrict the model to these features
     options: FitOptions = field(default_factory=FitOptions)
+    bundle: BundleFactory = ScoringBundle  # the pyfunc class registered (kam.pyfunc: the product)
 
 
 @dataclass
@@ -270,10 +271,11 @@ def train_candidate(
                 saved = backtest.scorer.save(folder / Path(BACKTEST_SCORER).name)
                 mlflow.log_artifacts(str(Path(saved["meta"]).parent), BACKTEST_SCORER)
             mlflow.log_artifact(str(folder / "test_predictions.parquet"), "evaluation")
-        info = log_bundle(
+        info = log_scoring_bundle(
             fit.scorer,
             test,
             registered_name=request.model_name if request.register else None,
+            bundle=request.bundle,
         )
         version = getattr(info, "registered_model_version", None)
         if version is not None:

@@ -14,6 +14,8 @@ from mlflow import MlflowClient
 
 from kam.features.contract import EVENT_DATE, TABLES
 from kam.features.store import input_tables
+from kam.models.bundle import BundleFactory, ScoringBundle, log_bundle
+from kam.models.scorer import Scorer
 
 
 def use_tracking(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
@@ -54,3 +56,19 @@ def _hash_arrow(table: Any) -> str:
 
 def log_json(obj: Any, artifact_file: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=1, default=str), artifact_file)
+
+
+def log_scoring_bundle(
+    scorer: Scorer,
+    example: pd.DataFrame,
+    *,
+    registered_name: str | None,
+    bundle: BundleFactory = ScoringBundle,
+) -> Any:
+    """Log the deployed scorer in the active run as the pyfunc class ``bundle``, registering it
+    under ``registered_name`` (unless None); see :func:`kam.models.bundle.log_bundle`.
+
+    The class is handed in, not imported: the product's (:class:`kam.pyfunc.ProductBundle`)
+    lives above serving, which training must not import.
+    """
+    return log_bundle(scorer, example, registered_name=registered_name, bundle=bundle)
