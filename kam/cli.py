@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar, cast
@@ -237,6 +238,7 @@ def train(
     the end of the data less the horizon);
     the registered model is then refitted on the freshest labels.
     """
+    from kam.pyfunc import ProductBundle
     from kam.training.evaluate import format_table
     from kam.training.run import train_candidate
     from kam.training.settings import TrainSettings, train_request
@@ -264,7 +266,8 @@ def train(
                 console.log(message)
                 status.update(message)
 
-            outcome = train_candidate(request, progress=progress)
+            # the registered pyfunc is the product: it returns the score record
+            outcome = train_candidate(replace(request, bundle=ProductBundle), progress=progress)
     except (DataContractError, EmptyWindowError, SplitError) as err:
         _fail(str(err))
     ev = outcome.evaluation

@@ -202,6 +202,7 @@ def promote(
     version: str | None = None,
     force: bool = False,
     new_definition: bool = False,
+    dry_run: bool = False,
 ) -> Decision:
     """Set the champion alias on ``version`` (default: the newest) if it is at least as good.
 
@@ -218,6 +219,8 @@ def promote(
     new_definition
         Promote a candidate that predicts something else than the champion (another horizon,
         decline threshold, population or feature set); the change is recorded on the version.
+    dry_run
+        Decide, but change nothing in the registry (the decision says what would be done).
 
     Returns
     -------
@@ -227,7 +230,7 @@ def promote(
     cand, champ = result.candidate_version, result.champion_version
 
     def decide(promoted: bool, reason: str) -> Decision:
-        if promoted:
+        if promoted and not dry_run:
             _client(tracking_uri).set_registered_model_alias(model_name, CHAMPION, cand)
         return Decision(promoted, cand, champ, reason, result.candidate, result.champion)
 
@@ -242,9 +245,10 @@ def promote(
                 f"kept version {champ}: {result.summary}. Its scores would change meaning for "
                 "every client; pass --new-definition to make it champion all the same",
             )
-        _client(tracking_uri).set_model_version_tag(
-            model_name, cand, DEFINITION_TAG, f"replaced version {champ}: {result.summary}"
-        )
+        if not dry_run:
+            _client(tracking_uri).set_model_version_tag(
+                model_name, cand, DEFINITION_TAG, f"replaced version {champ}: {result.summary}"
+            )
         return decide(True, f"new definition: version {cand} replaces version {champ} "
                       f"({result.summary})")
     if force:

@@ -13,6 +13,7 @@ from kam.features.catalog import available
 from kam.features.periods import Period
 from kam.features.snapshots import build_snapshots, data_end, data_start
 from kam.features.store import connect, input_tables, require_orders
+from kam.models.bundle import BundleFactory, ScoringBundle
 from kam.models.metadata import (
     ACCOUNT_FOLDS,
     OUT_OF_TIME,
@@ -50,6 +51,7 @@ class TrainRequest:
     register: bool = True
     features: tuple[str, ...] | None = None  # restrict the model to these features
     options: FitOptions = field(default_factory=FitOptions)
+    bundle: BundleFactory = ScoringBundle  # the pyfunc class registered (kam.pyfunc: the product)
 
 
 @dataclass
@@ -208,7 +210,10 @@ def train_candidate(
     ) as run_id:
         tracking.log_run(record)
         version = tracking.log_scoring_bundle(
-            fit.scorer, test, registered_name=request.model_name if request.register else None
+            fit.scorer,
+            test,
+            registered_name=request.model_name if request.register else None,
+            bundle=request.bundle,
         )
         if version is not None:
             tracking.describe_version(

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from kam.features.catalog import Feature
 from kam.features.contract import EVENT_DATE, TABLES
 from kam.features.store import input_tables
-from kam.models.bundle import log_bundle
+from kam.models.bundle import BundleFactory, ScoringBundle, log_bundle
 from kam.models.metadata import TrainingMetadata
 from kam.models.scorer import Scorer
 from kam.training import report
@@ -259,9 +259,14 @@ def log_run(record: RunRecord) -> None:
 
 
 def log_scoring_bundle(
-    scorer: Scorer, example: pd.DataFrame, *, registered_name: str | None
+    scorer: Scorer,
+    example: pd.DataFrame,
+    *,
+    registered_name: str | None,
+    bundle: BundleFactory = ScoringBundle,
 ) -> str | None:
-    """Log the scoring bundle in the active run; return its registered version, if registered.
+    """Log the deployed scorer in the active run as the pyfunc class ``bundle``; return its
+    registered version, if registered (see :func:`kam.models.bundle.log_bundle`).
 
     Parameters
     ----------
@@ -271,8 +276,11 @@ def log_scoring_bundle(
         Feature rows that fix the bundle's input signature and example.
     registered_name
         Registry name to create a new version under, or None not to register.
+    bundle
+        The pyfunc class. Handed in, not imported: the product's
+        (:class:`kam.pyfunc.ProductBundle`) lives above serving, which training must not import.
     """
-    info = log_bundle(scorer, example, registered_name=registered_name)
+    info = log_bundle(scorer, example, registered_name=registered_name, bundle=bundle)
     version = getattr(info, "registered_model_version", None)
     return None if version is None else str(version)
 

@@ -1,4 +1,5 @@
-"""The retraining notebook runs top to bottom on a demo store, with no network."""
+"""The retraining notebook runs top to bottom from its own folder on a demo store, with no
+network, and promotes nothing unless its flag cell says so."""
 
 from __future__ import annotations
 
@@ -7,47 +8,62 @@ from pathlib import Path
 import nbformat
 import pytest
 from mlflow import MlflowClient
-from nbclient import NotebookClient
 
 from kam.features.ingest import ingest
 from kam.features.synthetic import simulate
-from kam.models.registry import CHAMPION
-from kam.training.promote import promote
-from kam.training.run import train_candidate
-from kam.training.settings import TrainSettings, train_request
+from kam.training.settings import TrainSettings
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "retrain.ipynb"
 
 
-def test_retrain_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _outputs(notebook: nbformat.NotebookNode) -> str:
+    return "\n".join(
+        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
+    )
+
+
+def test_retrain_notebook_executes_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nbclient import NotebookClient
+
+    workdir = tmp_path / "project" / ".kam"
     monkeypatch.delenv("KAM_CONFIG", raising=False)
-    monkeypatch.setenv("KAM_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("KAM_WORKDIR", str(workdir))
     monkeypatch.setenv("KAM_MODEL_NAME", "kam-notebook")
     settings = TrainSettings()
     simulate(400, 5, 5, settings.resolved_data_dir)
     ingest(settings.resolved_data_dir, settings.store_url_for())
-    train_candidate(train_request(settings, features=("recency_days", "tenure_days")))
-    assert promote(settings.model_name, tracking_uri=settings.resolved_tracking_uri).promoted
 
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    # Jupyter's default: the kernel starts in the notebook's own folder
+    NotebookClient(
+        notebook, timeout=600, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
 
-    outputs = "\n".join(
-        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
-    )
-    assert "candidate: version 2" in outputs
-    assert "predicts something other than champion 1: features added" in outputs
+    outputs = _outputs(notebook)
+    assert f"working directory: {workdir}" in outputs
+    assert "candidate: version 1" in outputs
     images = [
         out
         for cell in notebook.cells
         for out in cell.get("outputs", [])
         if "image/png" in out.get("data", {})
     ]
-    assert len(images) == 3
-    # a full-feature candidate reads other rows than the two-feature champion: not compared as
-    # if equal, and not promoted without being told
-    assert "not promoted - kept version 1" in outputs and "--new-definition" in outputs
-    alias = MlflowClient(settings.resolved_tracking_uri).get_model_version_by_alias(
-        settings.model_name, CHAMPION
-    )
-    assert str(alias.version) == "1"
+    assert len(images) >= 3  # calibration, gains, importance (and any plot a run adds)
+    assert "top driver:" in outputs
+    # a first version would become champion at once; the flag cell says not to
+    assert "would be promoted (PROMOTE = False, nothing changed)" in outputs
+    assert "first champion" in outputs
+    client = MlflowClient(settings.resolved_tracking_uri)
+    assert client.get_registered_model("kam-notebook").aliases == {}
+
+
+def test_the_notebook_uses_only_the_facade() -> None:
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    imports = [line for line in code.splitlines() if line.startswith(("import ", "from "))]
+    assert [line for line in imports if "kam" in line] == ["import kam"]
+    assert "kam." not in code.replace("kam.open_project", "")
+    flags = [cell.source for cell in notebook.cells if cell.source.startswith("PROMOTE =")]
+    assert flags and flags[0].startswith("PROMOTE = False")
