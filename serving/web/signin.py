@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from kam.serving.i18n.messages import N_
 from kam.serving.web.cookies import (
     HINT_COOKIE,
     KEY_COOKIE,
@@ -72,7 +73,7 @@ def login_page(request: Request) -> Response:
                                secure=request.url.scheme == "https")
         return response
     if has_key and page_role(request) is None:
-        context["error"] = "Your key is no longer valid. Sign in with a current key."
+        context["error"] = N_("Your key is no longer valid. Sign in with a current key.")
         response = render(request, "login.html", context, status_code=401)
         end_session(response, request)
         return response
@@ -102,7 +103,7 @@ async def login(request: Request) -> Response:
         context = {
             **page_context(request, state),
             "next": target,
-            "error": "That key is not valid." if key else "Enter your API key.",
+            "error": N_("That key is not valid.") if key else N_("Enter your API key."),
         }
         response = render(request, "login.html", context, status_code=401)
         end_session(response, request)
