@@ -115,7 +115,8 @@ class Phrasing:
                 parts.append([piece.literal] * len(rows))
                 continue
             column = np.asarray(values[piece.feature], dtype=float)[rows]
-            parts.append([piece.say(v) for v in column.tolist()])
+            say = piece.sayer()
+            parts.append([say(v) for v in column.tolist()])
         return ["".join(p) for p in zip(*parts, strict=True)] if parts else [""] * len(rows)
 
 
