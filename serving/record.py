@@ -46,6 +46,7 @@ class Driver(BaseModel):
     feature: str = Field(description="the strongest feature inside the family")
     contribution: float = Field(description="the family's SHAP contribution (log-odds)")
     phrase: str = Field(description="the driver with the account's own figures")
+    phrase_zh: str | None = Field(None, description="the same phrase in Chinese (zh-CN)")
 
 
 class ActionRecommendation(BaseModel):
@@ -58,6 +59,8 @@ class ActionRecommendation(BaseModel):
     due_date: dt.date | None = None
     reason: str | None = Field(None, description="why, in the account's own figures")
     cause: str | None = Field(None, description="defection cause the action addresses")
+    title_zh: str | None = Field(None, description="the title in Chinese (zh-CN)")
+    reason_zh: str | None = Field(None, description="the reason in Chinese (zh-CN)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -423,6 +426,9 @@ RECORD = ScoreRecord((
         first_of=("drivers", "cause"),
     ),
     ScoreField(
+        "top_driver_zh", TEXT, page=True, posted="scored", first_of=("drivers", "phrase_zh")
+    ),
+    ScoreField(
         "drivers", DRIVERS, body=20, csv=21, nullable=False, posted="scored",
         description="what pushes the risk up, strongest first",
     ),
@@ -436,6 +442,9 @@ RECORD = ScoreRecord((
     ScoreField(
         "first_action_due", DAY, csv=20, page=True, posted="scored",
         first_of=("actions", "due_date"),
+    ),
+    ScoreField(
+        "first_action_zh", TEXT, page=True, posted="scored", first_of=("actions", "title_zh")
     ),
     ScoreField(
         "actions", ACTIONS, body=21, csv=22, nullable=False, posted="scored",

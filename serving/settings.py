@@ -59,6 +59,10 @@ class ServeSettings(RegistrySettings):
         description="cumulative shares of predicted value closing tiers A and B (Pareto rule)",
     )
     currency: str = Field("¥", description="currency symbol on the web page, e.g. ¥, US$, €")
+    language: str = Field(
+        "en", description="language of the page and texts when the browser asks for none: "
+        "zh-CN or en",
+    )
     access_log: bool = Field(False, description="uvicorn access log (metrics count every call)")
     log_level: str = Field("info", description="uvicorn log level")
     workers: int = Field(

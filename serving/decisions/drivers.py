@@ -59,6 +59,8 @@ class Drivers:
         Sum of the family's SHAP contributions, in log-odds of defection.
     phrase
         The driver in business words, with the account's figures.
+    phrase_zh
+        The same in Chinese, with the same figures.
     cause_strength
         (accounts x causes) summed positive contributions of the features pointing to each
         cause: how strongly each cause pushes the account's risk up.
@@ -72,12 +74,14 @@ class Drivers:
     contribution: np.ndarray
     phrase: np.ndarray
     cause_strength: np.ndarray
+    phrase_zh: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.contribution)
 
     def records(self, i: int) -> list[dict[str, object]]:
-        """Account ``i``'s drivers as dicts: family, cause, feature, contribution, phrase."""
+        """Account ``i``'s drivers as dicts: family, cause, feature, contribution, phrase,
+        phrase_zh."""
         out: list[dict[str, object]] = []
         for s in range(self.contribution.shape[1]):
             code = int(self.family_code[i, s])
@@ -90,6 +94,7 @@ class Drivers:
                     "feature": self.feature_names[int(self.feature_code[i, s])],
                     "contribution": round(float(self.contribution[i, s]), 4),
                     "phrase": str(self.phrase[i, s]),
+                    "phrase_zh": None if self.phrase_zh is None else str(self.phrase_zh[i, s]),
                 }
             )
         return out
@@ -102,6 +107,13 @@ class Drivers:
             np.where(has, self.phrase[:, 0], _NONE).astype(object),
             np.where(has, cause, _NONE).astype(object),
         )
+
+    def top_zh(self) -> np.ndarray:
+        """The Chinese phrase of each account's strongest driver (None where there is none)."""
+        has = self.family_code[:, 0] >= 0
+        if self.phrase_zh is None:
+            return np.full(len(has), None, dtype=object)
+        return np.where(has, self.phrase_zh[:, 0], _NONE).astype(object)
 
 
 def driver_families(spec: FeatureSpec, exclude: Sequence[str] = NOT_ACTIONABLE) -> list[str]:
@@ -171,6 +183,8 @@ def compute_drivers(
     slot_cause = np.take_along_axis(cause_of, slot_best, axis=1)
 
     phrase = np.full((n, top), None, dtype=object)
+    phrase_zh = np.full((n, top), None, dtype=object)
+    chinese = phrasebook.in_language("zh-CN")
     family_code = np.full((n, top), -1, dtype=np.int64)
     feature_code = np.full((n, top), -1, dtype=np.int64)
     cause_code = np.full((n, top), -1, dtype=np.int64)
@@ -182,6 +196,9 @@ def compute_drivers(
     for s in range(k):
         phrase[:, s] = _phrase_slot(
             valid[:, s], slot_best[:, s], slot_second[:, s], names, values, phrasebook
+        )
+        phrase_zh[:, s] = _phrase_slot(
+            valid[:, s], slot_best[:, s], slot_second[:, s], names, values, chinese
         )
 
     return Drivers(
@@ -196,6 +213,7 @@ def compute_drivers(
         cause_strength=_sum_by_cause(
             np.clip(contrib, 0.0, None), cause_of, plan.driving, len(CAUSES)
         ),
+        phrase_zh=phrase_zh,
     )
 
 
@@ -395,23 +413,25 @@ def _phrase_slot(
         at = at[said]
         more = phrasebook.render(names[code], values, at)
         out[at] = [
-            join_phrases(a, b) for a, b in zip(out[at].tolist(), more.tolist(), strict=True)
+            join_phrases(a, b, phrasebook.separator)
+            for a, b in zip(out[at].tolist(), more.tolist(), strict=True)
         ]
     return out
 
 
-def join_phrases(first: str, second: str) -> str:
+def join_phrases(first: str, second: str, separator: str = "; ") -> str:
     """The strongest feature's phrase followed by the parts of the runner-up's it lacks.
 
     Parameters
     ----------
     first, second
-        Phrases of the strongest feature and of the runner-up; parts are separated by ``"; "``.
+        Phrases of the strongest feature and of the runner-up; parts are separated by
+        ``separator`` (the language's: ``"; "`` in English, ``"；"`` in Chinese).
 
     Returns
     -------
     str
     """
-    parts = first.split("; ")
-    new = [p for p in second.split("; ") if p not in parts]
-    return "; ".join(parts + new)
+    parts = first.split(separator)
+    new = [p for p in second.split(separator) if p not in parts]
+    return separator.join(parts + new)

@@ -41,6 +41,23 @@ def _change(v: float) -> str:
     return f"{plain:,.0f}%"
 
 
+def _money_zh(v: float) -> str:
+    # Chinese managers read large amounts in 万 (10^4) and 亿 (10^8)
+    a = abs(v)
+    sign = "-" if v < 0 else ""
+    if a >= 1e8:
+        return f"{sign}{a / 1e8:.1f}亿"
+    if a >= 1e6:
+        return f"{sign}{a / 1e4:.0f}万"
+    if a >= 1e4:
+        return f"{sign}{a / 1e4:.1f}万"
+    return f"{sign}{a:,.0f}"
+
+
+def _change_zh(v: float) -> str:
+    return "从无到有" if v >= 1 else _change(v)
+
+
 _FORMATS: dict[str, Callable[[float], str]] = {
     "days": _whole,
     "count": _whole,
@@ -56,21 +73,28 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "months12": lambda v: f"{round(v * 12):d}",
 }
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
+# Where a language writes a figure otherwise than English (language tag -> format -> writer)
+_LOCAL: dict[str, dict[str, Callable[[float], str]]] = {
+    "zh-CN": {"money": _money_zh, "change": _change_zh},
+}
 
 
-def _noun(count: str, noun: str) -> str:
+def _noun(count: str, noun: str, language: str = "en") -> str:
+    if language != "en":  # Chinese nouns do not inflect and take no space: "3次投诉"
+        return f"{count}{noun}"
     singular, _, plural = noun.partition("|")
     return f"{count} {singular if count == '1' else (plural or singular + 's')}"
 
 
 @dataclass(frozen=True)
 class Piece:
-    """A literal text piece, or a placeholder (feature, format, noun)."""
+    """A literal text piece, or a placeholder (feature, format, noun) in a language."""
 
     literal: str = ""
     feature: str | None = None
     fmt: str = ""
     noun: str = ""
+    language: str = "en"
 
     def say(self, value: float) -> str:
         """The placeholder filled with ``value``.
@@ -86,5 +110,12 @@ class Piece:
         str
             The figure in the piece's format, followed by its noun when it has one.
         """
-        text = _FORMATS[self.fmt](value)
-        return _noun(text, self.noun) if self.noun else text
+        return self.sayer()(value)
+
+    def sayer(self) -> Callable[[float], str]:
+        """:meth:`say` as one function, looked up once for a whole column of values."""
+        writer = _LOCAL.get(self.language, {}).get(self.fmt) or _FORMATS[self.fmt]
+        if not self.noun:
+            return writer
+        noun, language = self.noun, self.language
+        return lambda value: _noun(writer(value), noun, language)

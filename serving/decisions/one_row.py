@@ -43,6 +43,7 @@ from kam.serving.decisions.recommend import (
     TIER_CODE,
     UNKNOWN_TIER,
     action_plan,
+    tier_reason,
 )
 from kam.serving.decisions.stages import (
     ERODING_QUARTER,
@@ -143,7 +144,7 @@ def render_one(phrasebook: Phrasebook, feature: str, row: Mapping[str, float]) -
     k = choose_one(phrasebook, feature, row)
     if k >= 0:
         return render_phrasing_one(phrasebook.phrasings[feature][k], row)
-    return describe(feature, row.get(feature))
+    return describe(feature, row.get(feature), phrasebook)
 
 
 def cause_code_one(phrasebook: Phrasebook, feature: str, row: Mapping[str, float]) -> int:
@@ -184,6 +185,7 @@ class RowDriver:
     cause: int
     contribution: float
     phrase: str
+    phrase_zh: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ class RowDrivers:
         Returns
         -------
         list of dict
-            Per driver: family, cause, feature, contribution, phrase.
+            Per driver: family, cause, feature, contribution, phrase, phrase_zh.
         """
         return [
             {
@@ -211,6 +213,7 @@ class RowDrivers:
                 "feature": self.feature_names[d.feature],
                 "contribution": round(d.contribution, 4),
                 "phrase": d.phrase,
+                "phrase_zh": d.phrase_zh,
             }
             for d in self.slots
         ]
@@ -284,6 +287,7 @@ def row_drivers(
     RowDrivers
     """
     plan = driver_plan(spec, phrasebook, tuple(exclude_families))
+    chinese = phrasebook.in_language("zh-CN")
     names = plan.names
     contrib = [float(c) for c in contributions[: len(names)]]
     cause_of = feature_causes_one(contrib, plan, row, phrasebook)
@@ -310,11 +314,15 @@ def row_drivers(
             break
         b, r = best[f], runner[f]
         phrase = render_one(phrasebook, names[b], row)
+        phrase_zh = render_one(chinese, names[b], row)
         joins = r >= 0 and contrib[r] > 0 and contrib[r] >= SECOND_FEATURE_SHARE * contrib[b]
         # the runner-up joins only when it says something: a real phrasing, new parts only
         if joins and choose_one(phrasebook, names[r], row) >= 0:
             phrase = join_phrases(phrase, render_one(phrasebook, names[r], row))
-        slots.append(RowDriver(f, b, cause_of[b], family_sum[f], phrase))
+            phrase_zh = join_phrases(
+                phrase_zh, render_one(chinese, names[r], row), chinese.separator
+            )
+        slots.append(RowDriver(f, b, cause_of[b], family_sum[f], phrase, phrase_zh))
 
     strength = [0.0] * len(CAUSES)
     for j, c in enumerate(contrib):
@@ -357,7 +365,8 @@ def recommend_row(
     Returns
     -------
     list of dict
-        Per action: action_id, title, technique, owner, due_date, reason, cause.
+        Per action: action_id, title, technique, owner, due_date, reason, cause, title_zh,
+        reason_zh.
     """
     plan = action_plan(playbook, drivers.families, drivers.feature_names)
     tier_code = TIER_CODE.get(tier, UNKNOWN_TIER)  # type: ignore[arg-type]
@@ -390,12 +399,17 @@ def recommend_row(
         action = playbook.actions[a]
         if reason_slot >= 0:
             reason = drivers.slots[reason_slot].phrase
+            reason_zh = drivers.slots[reason_slot].phrase_zh
         else:
             conditions = action.trigger.conditions
             if conditions and conditions[0].feature in row:
                 reason = render_one(phrasebook, conditions[0].feature, row)
+                reason_zh = render_one(
+                    phrasebook.in_language("zh-CN"), conditions[0].feature, row
+                )
             else:
-                reason = f"tier {tier or '?'} account"
+                reason = tier_reason(tier, "en")
+                reason_zh = tier_reason(tier, "zh-CN")
         out.append(
             {
                 "action_id": action.id,
@@ -405,6 +419,8 @@ def recommend_row(
                 "due_date": (as_of + dt.timedelta(days=action.due_in_days)).isoformat(),
                 "reason": reason,
                 "cause": action.cause,
+                "title_zh": action.said("title", "zh-CN"),
+                "reason_zh": reason_zh,
             }
         )
     return out

@@ -9,6 +9,11 @@ plain floats, see :mod:`kam.serving.decisions.one_row`).
 Phrasings are chosen by the condition language of :mod:`kam.serving.decisions.conditions`
 (``executive_contact_recency_days >= 60``, ``< 0``, ``missing``), shared with the playbook's
 triggers.
+
+Every phrasing is said in English (``text``) and in Chinese (``text_zh``, with the same
+placeholders, so both say the same figures); :meth:`Phrasebook.in_language` gives the catalog
+in one of :data:`LANGUAGES`. A phrasing without its Chinese text is said in English behind
+:data:`UNTRANSLATED`, so a missing translation shows instead of leaving a blank.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -45,6 +50,14 @@ from kam.serving.decisions.vocabulary import (
 )
 
 DEFAULT_PHRASES = "phrases.yaml"
+# The languages phrases are said in; English is the catalog's own, the others are translations.
+LANGUAGES: tuple[str, ...] = ("en", "zh-CN")
+# The suffix of a field's translation in the catalog and the playbook: text_zh, title_zh
+SUFFIXES: dict[str, str] = {"zh-CN": "_zh"}
+# Marks English shown where a translation is missing.
+UNTRANSLATED = "[EN] "
+# How a driver's parts are joined: "a; b" in English, "甲；乙" in Chinese
+SEPARATORS: dict[str, str] = {"en": "; ", "zh-CN": "；"}
 _NUMERIC = {f.name for f in CATALOG if f.kind != "category"}
 
 
@@ -102,11 +115,12 @@ class Phrasing:
                 parts.append([piece.literal] * len(rows))
                 continue
             column = np.asarray(values[piece.feature], dtype=float)[rows]
-            parts.append([piece.say(v) for v in column.tolist()])
+            say = piece.sayer()
+            parts.append([say(v) for v in column.tolist()])
         return ["".join(p) for p in zip(*parts, strict=True)] if parts else [""] * len(rows)
 
 
-def _compile(feature: str, text: str) -> tuple[Piece, ...]:
+def _compile(feature: str, text: str, language: str = "en") -> tuple[Piece, ...]:
     pieces: list[Piece] = []
     at = 0
     for match in _PLACEHOLDER.finditer(text):
@@ -123,7 +137,7 @@ def _compile(feature: str, text: str) -> tuple[Piece, ...]:
                 f"feature {feature!r}: field 'say.text': unknown format {fmt!r} in "
                 f"{{{match[0][1:-1]}}}; use one of {', '.join(FORMATS)}"
             )
-        pieces.append(Piece(feature=name, fmt=fmt, noun=noun))
+        pieces.append(Piece(feature=name, fmt=fmt, noun=noun, language=language))
         at = match.end()
     if at < len(text):
         pieces.append(Piece(literal=text[at:]))
@@ -139,6 +153,7 @@ class _VariantModel(BaseModel):
     when: str | list[str] | None = None
     cause: Cause | Evidence | None = None
     text: str = Field(min_length=1)
+    text_zh: str | None = Field(None, min_length=1)
 
 
 class _EntryModel(BaseModel):
@@ -161,6 +176,8 @@ class _FileModel(BaseModel):
 
     version: str
     family_causes: dict[str, Cause] = Field(default_factory=dict)
+    # a feature's description in Chinese, said when no phrasing applies
+    describe_zh: dict[str, str] = Field(default_factory=dict)
     features: dict[str, _EntryModel]
 
     @field_validator("version", mode="before")
@@ -187,6 +204,25 @@ class Phrasebook:
     causes: Mapping[str, str]
     otherwise: Mapping[str, str]
     phrasings: Mapping[str, tuple[Phrasing, ...]]
+    language: str = "en"
+    # a feature's description in this language (English: the feature catalog's)
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    # the same catalog in the other languages, by language tag
+    translations: Mapping[str, Phrasebook] = field(default_factory=dict)
+
+    @property
+    def separator(self) -> str:
+        """How this language joins the parts of a driver's phrase."""
+        return SEPARATORS[self.language]
+
+    def in_language(self, language: str) -> Phrasebook:
+        """The catalog said in ``language`` (one of :data:`LANGUAGES`): same conditions and
+        causes, each phrasing's text in that language."""
+        if language == self.language:
+            return self
+        if language not in self.translations:
+            raise PhrasebookError(f"no phrases in {language!r}; languages: {', '.join(LANGUAGES)}")
+        return self.translations[language]
 
     def cause(self, feature: str) -> str:
         """The cause ``feature`` points to by default (``evidence`` for a symptom)."""
@@ -272,7 +308,7 @@ class Phrasebook:
         for k in np.unique(chosen):
             at = chosen == k
             if k < 0:
-                out[at] = _generic(feature, values, rows[at])
+                out[at] = _generic(feature, values, rows[at], self)
             else:
                 out[at] = phrasings[k].render(values, rows[at])
         return out
@@ -305,16 +341,18 @@ class Phrasebook:
         return out
 
 
-def _generic(feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray) -> list[str]:
+def _generic(
+    feature: str, values: Mapping[str, np.ndarray], rows: np.ndarray, book: Phrasebook
+) -> list[str]:
     """The catalog's description of ``feature`` at ``rows``: what a feature without a phrasing
     that applies is said as."""
     column = values.get(feature)
     if column is None:
-        return [describe(feature, None)] * len(rows)
-    return [describe(feature, v) for v in np.asarray(column, dtype=float)[rows].tolist()]
+        return [describe(feature, None, book)] * len(rows)
+    return [describe(feature, v, book) for v in np.asarray(column, dtype=float)[rows].tolist()]
 
 
-def describe(feature: str, value: float | None) -> str:
+def describe(feature: str, value: float | None, book: Phrasebook | None = None) -> str:
     """The catalog's description of ``feature``, with the value when there is one.
 
     Parameters
@@ -323,14 +361,22 @@ def describe(feature: str, value: float | None) -> str:
         Catalog feature.
     value
         The account's value; None or NaN when it has none.
+    book
+        The catalog whose language it is said in; English when None.
 
     Returns
     -------
     str
-        E.g. ``"days since the last order: 45"``.
+        E.g. ``"days since the last order: 45"`` (``"距上次下单天数：45"``).
     """
+    colon = ": "
     description = by_name(feature).description
-    return description if value is None or math.isnan(value) else f"{description}: {_plain(value)}"
+    if book is not None and book.language != "en":
+        colon = "："
+        description = book.descriptions.get(feature) or UNTRANSLATED + description
+    if value is None or math.isnan(value):
+        return description
+    return f"{description}{colon}{_plain(value)}"
 
 
 def _plain(v: float) -> str:
@@ -362,6 +408,7 @@ def _build(data: Any, source: str) -> Phrasebook:
         f.name: model.family_causes[f.family] for f in CATALOG if f.family in model.family_causes
     }
     phrasings: dict[str, tuple[Phrasing, ...]] = {}
+    phrasings_zh: dict[str, tuple[Phrasing, ...]] = {}
     otherwise: dict[str, str] = {}
     for feature, entry in model.features.items():
         if feature not in _NUMERIC:
@@ -373,6 +420,7 @@ def _build(data: Any, source: str) -> Phrasebook:
         if entry.otherwise is not None:
             otherwise[feature] = entry.otherwise
         compiled = []
+        translated = []
         for variant in entry.say:
             whens = [variant.when] if isinstance(variant.when, str) else (variant.when or [])
             try:
@@ -381,13 +429,43 @@ def _build(data: Any, source: str) -> Phrasebook:
                 raise PhrasebookError(
                     f"phrase catalog {source}: feature {feature!r}: field 'say.when': {err}"
                 ) from None
-            compiled.append(
-                Phrasing(
-                    variant.text, conditions, _compile(feature, variant.text), variant.cause
-                )
+            english = Phrasing(
+                variant.text, conditions, _compile(feature, variant.text), variant.cause
             )
+            compiled.append(english)
+            translated.append(_translated(feature, english, variant.text_zh, source))
         phrasings[feature] = tuple(compiled)
-    return Phrasebook(model.version, causes, otherwise, phrasings)
+        phrasings_zh[feature] = tuple(translated)
+    unknown = sorted(set(model.describe_zh) - _NUMERIC)
+    if unknown:
+        raise PhrasebookError(
+            f"phrase catalog {source}: field 'describe_zh': {unknown} are not numeric features "
+            "of the feature catalog"
+        )
+    chinese = Phrasebook(
+        model.version, causes, otherwise, phrasings_zh, "zh-CN", dict(model.describe_zh)
+    )
+    return Phrasebook(
+        model.version, causes, otherwise, phrasings, translations={"zh-CN": chinese}
+    )
+
+
+def _translated(feature: str, english: Phrasing, text: str | None, source: str) -> Phrasing:
+    """The Chinese twin of a phrasing: the same conditions, cause and placeholders."""
+    if text is None:
+        # said in English, marked, with the English figures' pieces
+        pieces = (Piece(literal=UNTRANSLATED), *english.pieces)
+        return Phrasing(UNTRANSLATED + english.text, english.conditions, pieces, english.cause)
+    pieces = _compile(feature, text, "zh-CN")
+    said = {(p.feature, p.fmt) for p in pieces if p.feature}
+    wanted = {(p.feature, p.fmt) for p in english.pieces if p.feature}
+    if said != wanted:
+        raise PhrasebookError(
+            f"phrase catalog {source}: feature {feature!r}: field 'say.text_zh': "
+            f"{text!r} must have the placeholders of {english.text!r}, so both say the same "
+            "figures"
+        )
+    return Phrasing(text, english.conditions, pieces, english.cause)
 
 
 def load_phrasebook(path: Path | str | None = None) -> Phrasebook:

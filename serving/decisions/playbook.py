@@ -19,9 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kam.features.catalog import CATALOG
 from kam.serving.decisions.conditions import Condition
+from kam.serving.decisions.phrasebook import SUFFIXES, UNTRANSLATED
 from kam.serving.decisions.vocabulary import FAMILIES, Cause, Owner, Technique, Tier
 
 DEFAULT_PLAYBOOK = "playbook.yaml"
+# Marks Chinese shown where a playbook gives no English title.
+UNTRANSLATED_ZH = "[ZH] "
 _FEATURES = {f.name for f in CATALOG}
 
 
@@ -94,6 +97,7 @@ class Action(BaseModel):
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = Field(min_length=1)
+    title_zh: str | None = Field(None, min_length=1)
     technique: Technique
     owner: Owner
     cause: Cause
@@ -102,6 +106,30 @@ class Action(BaseModel):
     tiers: list[Tier] = Field(min_length=1)
     trigger: Trigger = Field(default_factory=Trigger)
     description: str | None = None
+    description_zh: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _title_in_some_language(cls, data: Any) -> Any:
+        # a playbook written in Chinese only: its Chinese title stands in for the English one,
+        # marked, so the English page shows which text it is
+        if isinstance(data, dict) and not data.get("title") and data.get("title_zh"):
+            return {**data, "title": UNTRANSLATED_ZH + str(data["title_zh"])}
+        return data
+
+    def said(self, field: str, language: str) -> str | None:
+        """``title`` or ``description`` in ``language`` ("en" or "zh-CN").
+
+        A missing translation falls back to the English text marked ``[EN] ``, never to a
+        blank; None only when the action has no such text at all (an optional description).
+        """
+        english = getattr(self, field)
+        if language == "en":
+            return english
+        local = getattr(self, field + SUFFIXES[language], None)
+        if local:
+            return local
+        return None if english is None else UNTRANSLATED + english
 
 
 class Playbook(BaseModel):

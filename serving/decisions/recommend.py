@@ -49,6 +49,8 @@ class Recommendations:
         Index of the action in the playbook, -1 for an empty slot.
     reason
         Why, in the account's own figures (the triggering driver's phrase).
+    reason_zh
+        The same in Chinese.
     due
         Due date (``datetime64[D]``; NaT for an empty slot).
     score
@@ -60,12 +62,14 @@ class Recommendations:
     reason: np.ndarray
     due: np.ndarray
     score: np.ndarray
+    reason_zh: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.code)
 
     def records(self, i: int) -> list[dict[str, Any]]:
-        """Account ``i``'s actions: action_id, title, technique, owner, due_date, reason, cause."""
+        """Account ``i``'s actions: action_id, title, technique, owner, due_date, reason, cause,
+        title_zh, reason_zh."""
         out: list[dict[str, Any]] = []
         for s in range(self.code.shape[1]):
             code = int(self.code[i, s])
@@ -81,6 +85,8 @@ class Recommendations:
                     "due_date": str(self.due[i, s]),
                     "reason": self.reason[i, s],
                     "cause": action.cause,
+                    "title_zh": action.said("title", "zh-CN"),
+                    "reason_zh": None if self.reason_zh is None else self.reason_zh[i, s],
                 }
             )
         return out
@@ -96,6 +102,12 @@ class Recommendations:
             np.where(has, owners[at], _NONE).astype(object),
             self.due[:, 0],
         )
+
+    def first_zh(self) -> np.ndarray:
+        """The Chinese title of each account's first action (None when none)."""
+        has = self.code[:, 0] >= 0
+        titles = np.array([a.said("title", "zh-CN") for a in self.playbook.actions], dtype=object)
+        return np.where(has, titles[np.where(has, self.code[:, 0], 0)], _NONE).astype(object)
 
 
 def recommend(
@@ -184,6 +196,8 @@ def recommend(
     m = code.shape[1]
 
     reason = np.full((n, max_actions), None, dtype=object)
+    reason_zh = np.full((n, max_actions), None, dtype=object)
+    chinese = phrasebook.in_language("zh-CN")
     due = np.full((n, max_actions), np.datetime64("NaT"), dtype="datetime64[D]")
     best_score = np.full((n, max_actions), np.nan)
     base = _days(as_of, n)
@@ -194,6 +208,8 @@ def recommend(
         slot = reason_slot[rows, at]
         from_driver = has & (slot >= 0)
         reason[from_driver, s] = drivers.phrase[rows[from_driver], slot[from_driver]]
+        if drivers.phrase_zh is not None:
+            reason_zh[from_driver, s] = drivers.phrase_zh[rows[from_driver], slot[from_driver]]
         due[has, s] = base[has] + due_in[at[has]]
         best_score[has, s] = kept[has, s]
         # actions triggered by conditions alone: say the first condition with the figures
@@ -202,11 +218,20 @@ def recommend(
             conditions = playbook.actions[a].trigger.conditions
             if conditions and conditions[0].feature in values:
                 reason[who, s] = phrasebook.render(conditions[0].feature, values, who)
+                reason_zh[who, s] = chinese.render(conditions[0].feature, values, who)
             else:  # no condition and no driver: the account's tier is the reason
-                reason[who, s] = [f"tier {t or '?'} account" for t in tiers[who].tolist()]
+                reason[who, s] = [tier_reason(t, "en") for t in tiers[who].tolist()]
+                reason_zh[who, s] = [tier_reason(t, "zh-CN") for t in tiers[who].tolist()]
     if m < max_actions:
         code = np.hstack([code, np.full((n, max_actions - m), -1, dtype=np.int64)])
-    return Recommendations(playbook, code, reason, due, best_score)
+    return Recommendations(playbook, code, reason, due, best_score, reason_zh)
+
+
+def tier_reason(tier: str | None, language: str) -> str:
+    """The reason of an action that neither a driver nor a condition triggered: the tier."""
+    if language == "zh-CN":
+        return f"{tier or '?'}类客户"
+    return f"tier {tier or '?'} account"
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,103 @@ STAGE_LABELS: dict[str, str] = {
     "integrated": "most buyer roles and recent executive contact, three years or more",
     "disintegrating": "spend eroding or orders stopped",
 }
+
+# The same words in Chinese (zh-CN): the terms of Chinese key-account practice (大客户管理).
+CAUSE_LABELS_ZH: dict[str, str] = {
+    "competitor_price": "竞争对手以价格或条件取胜",
+    "unmet_needs": "产品或供应不再满足需求",
+    "unresolved_complaints": "投诉未能及时解决",
+    "relationship": "关系薄弱（单线联系、缺少高层联系）",
+}
+TECHNIQUE_LABELS_ZH: dict[str, str] = {
+    "build_relationship_network": "建立牢固的关系网络",
+    "raise_relationship_level": "提升关系层级",
+    "influence_purchasing_standard": "影响采购标准",
+    "guarantee_product_quality": "保证产品质量",
+    "raise_service_level": "提升服务水平",
+    "guarantee_priority_supply": "保证优先供货",
+    "keep_communication_open": "保持沟通渠道畅通",
+    "differentiated_service": "按客户等级差异化服务",
+}
+# 铁三角: 客户经理 AR, 方案经理 SR, 交付经理 FR; and the executive sponsor
+OWNER_LABELS_ZH: dict[str, str] = {
+    "AR": "客户经理",
+    "SR": "方案经理",
+    "FR": "交付经理",
+    "executive sponsor": "高层发起人",
+}
+FAMILY_LABELS_ZH: dict[str, str] = {
+    "spend": "采购额",
+    "rhythm": "下单节奏",
+    "breadth": "产品广度",
+    "price": "价格与毛利",
+    "relationship": "客户关系",
+    "service": "服务与投诉",
+    "supply": "供货与交付",
+    "account": "客户概况",
+    "season": "季节",
+}
+# A stage's name, as the page shows it
+STAGE_NAMES: dict[str, str] = {
+    "exploratory": "exploratory",
+    "basic": "basic",
+    "co-operative": "co-operative",
+    "interdependent": "interdependent",
+    "integrated": "integrated",
+    "disintegrating": "disintegrating",
+}
+STAGE_NAMES_ZH: dict[str, str] = {
+    "exploratory": "探索期",
+    "basic": "基础期",
+    "co-operative": "合作期",
+    "interdependent": "相互依赖期",
+    "integrated": "整合期",
+    "disintegrating": "衰退期",
+}
+STAGE_LABELS_ZH: dict[str, str] = {
+    "exploratory": "采购第一年",
+    "basic": "一名销售对一名采购",
+    "co-operative": "与多人或多个采购角色保持联系",
+    "interdependent": "多个采购角色、有高层联系、多年采购",
+    "integrated": "覆盖大部分采购角色且近期有高层联系，三年以上",
+    "disintegrating": "采购额下滑或已停止下单",
+}
+TIER_NAMES: dict[str, str] = {t: f"Tier {t}" for t in TIERS}
+TIER_NAMES_ZH: dict[str, str] = {t: f"{t}类" for t in TIERS}
+
+# Every label set, by language tag: the words people read for each code.
+LABELS: dict[str, dict[str, dict[str, str]]] = {
+    "en": {
+        "causes": CAUSE_LABELS,
+        "techniques": TECHNIQUE_LABELS,
+        "owners": OWNER_LABELS,
+        "families": FAMILY_LABELS,
+        "stages": STAGE_NAMES,
+        "stage_meanings": STAGE_LABELS,
+        "tiers": TIER_NAMES,
+    },
+    "zh-CN": {
+        "causes": CAUSE_LABELS_ZH,
+        "techniques": TECHNIQUE_LABELS_ZH,
+        "owners": OWNER_LABELS_ZH,
+        "families": FAMILY_LABELS_ZH,
+        "stages": STAGE_NAMES_ZH,
+        "stage_meanings": STAGE_LABELS_ZH,
+        "tiers": TIER_NAMES_ZH,
+    },
+}
+
+
+def label(kind: str, code: str | None, language: str) -> str | None:
+    """The word for ``code`` of ``kind`` (causes, owners, ...) in ``language``.
+
+    A code without a word in that language is said in English marked ``[EN] ``, and one without
+    any word as the code itself, so nothing is shown blank.
+    """
+    if code is None:
+        return None
+    words = LABELS[language][kind]
+    if code in words:
+        return words[code]
+    english = LABELS["en"][kind].get(code)
+    return code if english is None else "[EN] " + english

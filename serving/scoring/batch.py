@@ -295,6 +295,7 @@ def score_frame(
     else:
         rank = np.asarray(ranks, dtype=np.int64)
     top_phrase, top_cause = drivers.top()
+    top_phrase_zh = drivers.top_zh()
     first_title, first_owner, first_due = actions.first()
     stamp = pd.Timestamp(scored_at) if scored_at is not None else pd.Timestamp(datetime.now(UTC))
     if stamp.tzinfo is not None:
@@ -316,10 +317,12 @@ def score_frame(
             "rank": rank,
             "top_driver": top_phrase,
             "top_driver_cause": top_cause,
+            "top_driver_zh": top_phrase_zh,
             "drivers": drivers_json(drivers),
             "first_action": first_title,
             "first_action_owner": first_owner,
             "first_action_due": pd.to_datetime(first_due),
+            "first_action_zh": actions.first_zh(),
             "actions": actions_json(actions),
             "model_name": model.name or model.metadata.model_name,
             "model_version": model.version,
@@ -361,6 +364,10 @@ def drivers_json(drivers: Drivers) -> np.ndarray:
         # Python's round, as records() rounds: correctly rounded, unlike numpy's scaling
         "contribution": pa.array([round(c, 4) for c in contribution], pa.float64()),
         "phrase": pa.array(drivers.phrase[rows, slots], pa.string()),
+        "phrase_zh": pa.array(
+            drivers.phrase_zh[rows, slots] if drivers.phrase_zh is not None else [None] * len(rows),
+            pa.string(),
+        ),
     })
 
 
@@ -384,6 +391,11 @@ def actions_json(actions: Recommendations) -> np.ndarray:
         "due_date": pa.array(actions.due[rows, slots].astype("datetime64[D]"), pa.date32()),
         "reason": pa.array(actions.reason[rows, slots], pa.string()),
         "cause": _coded(codes, [a.cause for a in playbook]),
+        "title_zh": _coded(codes, [a.said("title", "zh-CN") for a in playbook]),
+        "reason_zh": pa.array(
+            actions.reason_zh[rows, slots] if actions.reason_zh is not None else [None] * len(rows),
+            pa.string(),
+        ),
     })
 
 

@@ -134,9 +134,11 @@ def tier_bars(book: Book, positions: np.ndarray, formats: Formats) -> BarChart:
     for tier in TIERS:
         mask = tiers == tier
         total = float(risk[mask].sum())
-        items.append((f"Tier {tier} ({int(mask.sum()):,})", total, formats.money(total),
-                      f"tier-{tier}"))
-    return bar_chart(items, title="Value at risk by tier")
+        items.append((
+            formats.say("Tier %(tier)s (%(n)s)", tier=tier, n=formats.count(mask.sum())),
+            total, formats.money(total), f"tier-{tier}",
+        ))
+    return bar_chart(items, title=formats.say("Value at risk by tier"))
 
 
 def region_bars(book: Book, positions: np.ndarray, formats: Formats) -> BarChart:
@@ -159,7 +161,7 @@ def region_bars(book: Book, positions: np.ndarray, formats: Formats) -> BarChart
     BarChart
         :data:`REGION_BARS` regions, then one bar for the rest.
     """
-    names = [r if isinstance(r, str) else "(no region)" for r in book.region]
+    names = [r if isinstance(r, str) else formats.say("(no region)") for r in book.region]
     risk = np.nan_to_num(book.value_at_risk, nan=0.0)
     chosen = np.zeros(len(names), dtype=bool)
     chosen[positions] = True
@@ -171,14 +173,16 @@ def region_bars(book: Book, positions: np.ndarray, formats: Formats) -> BarChart
         rest = rows[REGION_BARS:]
         rows = [
             *rows[:REGION_BARS],
-            (f"{len(rest)} other regions", sum(r[1] for r in rest), sum(r[2] for r in rest)),
+            (formats.say("%(n)s other regions", n=len(rest)), sum(r[1] for r in rest),
+             sum(r[2] for r in rest)),
         ]
     items = [
-        (f"{name} ({n:,})", total, formats.money(total), "region other" if i == REGION_BARS
+        (f"{name} ({formats.count(n)})", total, formats.money(total),
+         "region other" if i == REGION_BARS
          else "region")
         for i, (name, total, n) in enumerate(rows)
     ]
-    return bar_chart(items, title="Value at risk by region")
+    return bar_chart(items, title=formats.say("Value at risk by region"))
 
 
 @dataclass(frozen=True)
@@ -237,9 +241,9 @@ def history_line(history: Sequence[Mapping[str, Any]], formats: Formats) -> Line
             x=x_of(d),
             y=y_of(p),
             css="",
-            title=(
-                f"{d.date().isoformat()}: risk {formats.pct(p)}, value at risk "
-                f"{formats.money(h.get('value_at_risk'))}"
+            title=formats.say(
+                "%(day)s: risk %(risk)s, value at risk %(at_risk)s", day=formats.day(d),
+                risk=formats.pct(p), at_risk=formats.money(h.get("value_at_risk")),
             ),
         )
         for d, p, h in zip(days, probabilities, history, strict=True)
@@ -248,6 +252,6 @@ def history_line(history: Sequence[Mapping[str, Any]], formats: Formats) -> Line
     # at most six date labels, always the first and the last
     every = max(1, math.ceil(len(days) / 6))
     chosen = sorted({*range(0, len(days), every), len(days) - 1})
-    x_ticks = tuple(Tick(x_of(days[i]), days[i].date().isoformat()) for i in chosen)
+    x_ticks = tuple(Tick(x_of(days[i]), formats.iso(days[i])) for i in chosen)
     y_ticks = tuple(Tick(y_of(ceiling * k / 4), formats.pct(ceiling * k / 4, 0)) for k in range(5))
     return Line(path, points, x_ticks, y_ticks, width, height, left, right, top, bottom)

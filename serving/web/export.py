@@ -1,6 +1,9 @@
 """The list as CSV: the rows of ``GET /v1/at-risk`` for the same filters, every page.
 
-Cells a spreadsheet would run as a formula are written with a leading quote.
+Cells a spreadsheet would run as a formula are written with a leading quote. The headers and the
+texts people read (top driver, first action, its owner, the cause and the relationship stage)
+are in the page's language; ``?columns=codes`` gives the stable machine-readable columns
+(English field names as headers, codes as values) whatever the language.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from kam.serving.decisions.vocabulary import label
+from kam.serving.i18n.texts import said
 from kam.serving.record import RECORD, formula_safe
 from kam.serving.state import ScoreTable, ServingState
 from kam.serving.web.book import book_of
 from kam.serving.web.cookies import keys_of, page_role
 from kam.serving.web.query import parse_list_query
-from kam.serving.web.render import NO_STORE
+from kam.serving.web.render import NO_STORE, page_formats
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -28,6 +33,36 @@ router = APIRouter(include_in_schema=False)
 
 
 EXPORT_COLUMNS = RECORD.export_headers
+# The headers of a Chinese export, by the stable column name
+HEADERS_ZH: dict[str, str] = {
+    "rank": "排名",
+    "account_id": "客户编号",
+    "name": "客户名称",
+    "industry": "行业",
+    "region": "区域",
+    "account_manager": "客户经理",
+    "as_of": "评分日期",
+    "tier": "客户等级",
+    "relationship_stage": "关系阶段",
+    "defection_probability": "流失风险",
+    "value": "预测价值",
+    "value_low": "预测价值下限",
+    "value_high": "预测价值上限",
+    "value_at_stake": "涉及收入",
+    "value_at_risk": "风险价值",
+    "top_driver": "首要风险因素",
+    "top_driver_cause": "首要因素原因",
+    "first_action": "首要行动",
+    "first_action_owner": "首要行动负责人",
+    "first_action_due": "首要行动截止日期",
+    "drivers": "风险因素（JSON）",
+    "actions": "建议行动（JSON）",
+    "model_name": "模型名称",
+    "model_version": "模型版本",
+    "playbook_version": "行动手册版本",
+    "scored_at": "评分时间",
+}
+CODES = "codes"  # ?columns=codes: the machine-readable columns
 
 
 def _cell(value: Any) -> str:
@@ -45,13 +80,44 @@ def _cell(value: Any) -> str:
     return formula_safe(str(value))
 
 
-def export_record(body: Mapping[str, Any]) -> list[str]:
+def _in_language(body: Mapping[str, Any], language: str) -> dict[str, Any]:
+    """The body with the texts people read in ``language`` (codes in machine fields stay)."""
+    if language == "en":
+        return dict(body)
+    drivers = body.get("drivers") or []
+    actions = body.get("actions") or []
+    first = actions[0] if actions else {}
+    out = dict(body)
+    out["relationship_stage"] = label("stages", body.get("relationship_stage"), language)
+    # the summary columns come from the first items: translate those
+    out["drivers"] = [
+        {**d, "phrase": said(d, "phrase", language),
+         "cause": label("causes", d.get("cause"), language)} if i == 0 else d
+        for i, d in enumerate(drivers)
+    ]
+    out["actions"] = [
+        {**a, "title": said(a, "title", language),
+         "owner": label("owners", a.get("owner"), language)} if a is first else a
+        for a in actions
+    ]
+    values = RECORD.export_values(out)
+    # the list columns keep both languages as stored
+    return {
+        **dict(zip(EXPORT_COLUMNS, values, strict=True)),
+        "drivers": drivers,
+        "actions": actions,
+    }
+
+
+def export_record(body: Mapping[str, Any], language: str = "en") -> list[str]:
     """One export row from an account's API body (``AccountScore`` JSON).
 
     Parameters
     ----------
     body
         The account's score as the API returns it.
+    language
+        ``en`` (the stable columns) or ``zh-CN`` (texts people read in Chinese).
 
     Returns
     -------
@@ -59,10 +125,15 @@ def export_record(body: Mapping[str, Any]) -> list[str]:
         The cells of :data:`EXPORT_COLUMNS` (the summary columns from the first driver and
         action, as the record says), text that could run as a formula quoted.
     """
-    return [_cell(value) for value in RECORD.export_values(body)]
+    if language == "en":
+        return [_cell(value) for value in RECORD.export_values(body)]
+    said_body = _in_language(body, language)
+    return [_cell(said_body.get(column)) for column in EXPORT_COLUMNS]
 
 
-def export_lines(table: ScoreTable, positions: np.ndarray, chunk: int = 2000) -> Iterator[bytes]:
+def export_lines(
+    table: ScoreTable, positions: np.ndarray, chunk: int = 2000, language: str = "en"
+) -> Iterator[bytes]:
     """The CSV in chunks: a byte-order mark (spreadsheets then read UTF-8 names), header, rows.
 
     Parameters
@@ -73,6 +144,8 @@ def export_lines(table: ScoreTable, positions: np.ndarray, chunk: int = 2000) ->
         The accounts to export, in the order of the rows.
     chunk
         Rows encoded per chunk yielded.
+    language
+        The headers' and texts' language (``en``: the stable columns).
 
     Returns
     -------
@@ -82,10 +155,13 @@ def export_lines(table: ScoreTable, positions: np.ndarray, chunk: int = 2000) ->
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
-    writer.writerow(EXPORT_COLUMNS)
+    if language == "zh-CN":
+        writer.writerow([HEADERS_ZH[c] for c in EXPORT_COLUMNS])
+    else:
+        writer.writerow(EXPORT_COLUMNS)
     for start in range(0, len(positions), chunk):
         for at in positions[start : start + chunk]:
-            writer.writerow(export_record(json.loads(table.bodies[at])))
+            writer.writerow(export_record(json.loads(table.bodies[at]), language))
         yield buffer.getvalue().encode("utf-8")
         buffer.seek(0)
         buffer.truncate()
@@ -112,7 +188,9 @@ def export_csv(request: Request) -> Response:
     if state.scores is None:
         reason = state.missing.get("scores", "no scores are loaded")
         return Response(f"{reason}\n", status_code=503, media_type="text/plain; charset=utf-8")
-    query, problems = parse_list_query(request.query_params)
+    formats = page_formats(request)
+    language = "en" if request.query_params.get("columns") == CODES else formats.language
+    query, problems = parse_list_query(request.query_params, formats.say)
     if problems:
         # a dropped filter would silently export more accounts than asked for
         return Response(
@@ -122,11 +200,12 @@ def export_csv(request: Request) -> Response:
     positions = book.select(query)
     as_of = state.scores.as_of.isoformat() if state.scores.as_of else "latest"
     return StreamingResponse(
-        export_lines(state.scores, positions),
+        export_lines(state.scores, positions, language=language),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="kam-at-risk-{as_of}.csv"',
             "X-Total-Count": str(len(positions)),
+            "Content-Language": language,
             **NO_STORE,
             "X-Content-Type-Options": "nosniff",
         },

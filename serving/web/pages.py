@@ -18,22 +18,19 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kam.serving.decisions.phrasebook import UNTRANSLATED
+from kam.serving.decisions.vocabulary import label
+from kam.serving.i18n.texts import said_action, said_driver
 from kam.serving.record import RECORD
 from kam.serving.state import ServingState
 from kam.serving.store import ACTIVITY_DAYS, none_if_missing, read_account_store
 from kam.serving.web.book import Book, book_of
 from kam.serving.web.charts import bar_chart, history_line, region_bars, tier_bars
 from kam.serving.web.cookies import page_role
-from kam.serving.web.formats import Formats, currency_of, finite
-from kam.serving.web.labels import (
-    CAUSE_LABELS,
-    FAMILY_LABELS,
-    OWNER_LABELS,
-    QUADRANTS,
-    TECHNIQUE_LABELS,
-)
+from kam.serving.web.formats import Formats, finite
+from kam.serving.web.labels import QUADRANT_NAMES, QUADRANTS
 from kam.serving.web.query import PAGE_SIZES, SORTS, ListQuery, parse_list_query
-from kam.serving.web.render import no_scores, page_context, render
+from kam.serving.web.render import no_scores, page_context, page_formats, render
 from kam.serving.web.scatter import quadrant_of, scatter
 from kam.serving.web.signin import to_login
 
@@ -43,7 +40,7 @@ router = APIRouter(include_in_schema=False)
 ROW_COLUMNS = RECORD.page_columns
 
 
-def table_rows(book: Book, positions: np.ndarray) -> list[dict[str, Any]]:
+def table_rows(book: Book, positions: np.ndarray, language: str = "en") -> list[dict[str, Any]]:
     """The table's rows for ``positions``, as dicts of the scores' columns.
 
     Parameters
@@ -52,6 +49,10 @@ def table_rows(book: Book, positions: np.ndarray) -> list[dict[str, Any]]:
         The prepared book.
     positions
         The accounts on this page of the list.
+    language
+        The page's language: in Chinese the top driver and first action are the Chinese
+        texts (``top_driver_zh``, ``first_action_zh``), English marked ``[EN] `` for scores
+        written before they existed.
 
     Returns
     -------
@@ -66,6 +67,10 @@ def table_rows(book: Book, positions: np.ndarray) -> list[dict[str, Any]]:
         row = {c: none_if_missing(record.get(c)) for c in ROW_COLUMNS}
         row["account_id"] = str(row["account_id"])
         row["href"] = account_href(row["account_id"])
+        if language == "zh-CN":
+            for name in ("top_driver", "first_action"):
+                english = row[name]
+                row[name] = row[name + "_zh"] or (english and UNTRANSLATED + english)
         rows.append(row)
     return rows
 
@@ -75,14 +80,16 @@ def account_href(account_id: str) -> str:
     return "/accounts/" + quote(account_id, safe="")
 
 
-def _ago(day: date | None, as_of: date) -> str:
+def _ago(day: date | None, as_of: date, formats: Formats) -> str:
     """How long before the scoring date an event was, in days."""
     if day is None:
         return ""
     days = (as_of - day).days
     if days == 0:
-        return "on the scoring date"
-    return f"{days:,} day{'s' if days != 1 else ''} before the scoring date"
+        return formats.say("on the scoring date")
+    if days == 1:
+        return formats.say("1 day before the scoring date")
+    return formats.say("%(n)s days before the scoring date", n=formats.count(days))
 
 
 def _page_url(query: ListQuery, page: int) -> str:
@@ -99,8 +106,8 @@ def at_risk_page(request: Request) -> Response:
     if state.scores is None:
         return no_scores(request, state)
     book = book_of(state)
-    query, problems = parse_list_query(request.query_params)
-    formats = Formats(currency_of(request))
+    formats = page_formats(request)
+    query, problems = parse_list_query(request.query_params, formats.say)
     positions = book.select(query)
     total = len(positions)
     pages = max(1, math.ceil(total / query.size))
@@ -115,7 +122,7 @@ def at_risk_page(request: Request) -> Response:
         "summary": book.summary,
         "query": query,
         "problems": problems,
-        "rows": table_rows(book, shown),
+        "rows": table_rows(book, shown, formats.language),
         "total": total,
         "pages": pages,
         "first": start + 1 if total else 0,
@@ -126,8 +133,6 @@ def at_risk_page(request: Request) -> Response:
         "scatter": scatter(book, positions, formats),
         "sorts": SORTS,
         "page_sizes": PAGE_SIZES,
-        "cause_labels": CAUSE_LABELS,
-        "owner_labels": OWNER_LABELS,
         "quadrant_labels": QUADRANTS,
         "pager": {
             "first": _page_url(query, 1) if query.page > 1 else None,
@@ -166,14 +171,14 @@ def account_page(request: Request, account_id: str) -> Response:
     driver_chart = bar_chart(
         [
             (
-                FAMILY_LABELS.get(d.get("family"), str(d.get("family"))),
+                label("families", str(d.get("family")), formats.language) or "",
                 float(d.get("contribution") or 0.0),
                 f"+{float(d.get('contribution') or 0.0):.2f}",
                 "driver",
             )
             for d in drivers
         ],
-        title="What pushes the risk up",
+        title=formats.say("What pushes the risk up"),
         width=440,
         label_width=150,
         bar_max=230,
@@ -184,7 +189,8 @@ def account_page(request: Request, account_id: str) -> Response:
     if store.activity is not None and store.activity.actions_taken:
         for item in store.activity.actions_taken:
             action = playbook.get(item.get("action") or "")
-            taken.append({**item, "title": action.title if action else item.get("action")})
+            title = action.said("title", formats.language) if action else item.get("action")
+            taken.append({**item, "title": title})
     context.update(
         {
             "score": score,
@@ -195,21 +201,18 @@ def account_page(request: Request, account_id: str) -> Response:
                 book,
             ),
             "quadrant_labels": QUADRANTS,
+            "quadrant_names": QUADRANT_NAMES,
             "book": book,
-            "drivers": drivers,
+            "drivers": [said_driver(d, formats.language) for d in drivers],
             "driver_chart": driver_chart,
-            "actions": score.get("actions") or [],
+            "actions": [said_action(a, formats.language) for a in score.get("actions") or []],
             "history": store.history,
             "history_line": history_line(store.history, formats),
             "activity": store.activity,
             "actions_taken": taken,
             "store_problem": store.problem,
-            "family_labels": FAMILY_LABELS,
-            "cause_labels": CAUSE_LABELS,
-            "technique_labels": TECHNIQUE_LABELS,
-            "owner_labels": OWNER_LABELS,
             "activity_days": ACTIVITY_DAYS,
-            "ago": lambda day: _ago(day, as_of),
+            "ago": lambda day: _ago(day, as_of, formats),
         }
     )
     return render(request, "account.html", context)

@@ -7,11 +7,12 @@ select the same accounts; search, sort and page are the page's own.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
+from kam.serving.i18n.messages import N_
 from kam.serving.web.labels import TIERS
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -19,15 +20,15 @@ DEFAULT_PAGE_SIZE = 50
 MAX_QUERY_TEXT = 200
 # column key -> (heading, default direction when first sorted by it)
 SORTS: dict[str, tuple[str, str]] = {
-    "account": ("Account", "asc"),
-    "tier": ("Tier", "asc"),
-    "region": ("Region", "asc"),
-    "manager": ("Manager", "asc"),
-    "probability": ("Defection risk", "desc"),
-    "value": ("Predicted value", "desc"),
-    "value_at_risk": ("Value at risk", "desc"),
-    "driver": ("Top driver", "asc"),
-    "action": ("First action", "asc"),
+    "account": (N_("Account"), "asc"),
+    "tier": (N_("Tier"), "asc"),
+    "region": (N_("Region"), "asc"),
+    "manager": (N_("Manager"), "asc"),
+    "probability": (N_("Defection risk"), "desc"),
+    "value": (N_("Predicted value"), "desc"),
+    "value_at_risk": (N_("Value at risk"), "desc"),
+    "driver": (N_("Top driver"), "asc"),
+    "action": (N_("First action"), "asc"),
 }
 DEFAULT_SORT = "value_at_risk"
 
@@ -96,7 +97,13 @@ class ListQuery:
         return replace(self, sort=column, direction=direction, page=1)
 
 
-def parse_list_query(params: Any) -> tuple[ListQuery, list[str]]:
+def _english(message: str, **fields: Any) -> str:
+    return message % fields
+
+
+def parse_list_query(
+    params: Any, say: Callable[..., str] = _english
+) -> tuple[ListQuery, list[str]]:
     """The list's query from URL parameters, and a message for each value that was ignored.
 
     The page is lenient (a bad value is dropped and named); the export refuses instead.
@@ -106,6 +113,8 @@ def parse_list_query(params: Any) -> tuple[ListQuery, list[str]]:
     params
         The request's query parameters (``getlist`` and ``get``, as Starlette's
         ``QueryParams``).
+    say
+        Writes a message in the page's language (``Formats.say``); English when not given.
 
     Returns
     -------
@@ -123,12 +132,14 @@ def parse_list_query(params: Any) -> tuple[ListQuery, list[str]]:
             if tier not in tiers:
                 tiers.append(tier)
         else:
-            problems.append(f"tier {raw!r} is not A, B or C")
+            problems.append(say("tier %(value)s is not A, B or C", value=repr(raw)))
 
     def text(name: str) -> str | None:
         value = (params.get(name) or "").strip()
         if len(value) > MAX_QUERY_TEXT:
-            problems.append(f"{name} is longer than {MAX_QUERY_TEXT} characters")
+            problems.append(
+                say("%(name)s is longer than %(n)s characters", name=name, n=MAX_QUERY_TEXT)
+            )
             return None
         return value or None
 
@@ -138,19 +149,21 @@ def parse_list_query(params: Any) -> tuple[ListQuery, list[str]]:
         try:
             minimum = float(raw_min)
         except ValueError:
-            problems.append(f"min_value_at_risk {raw_min!r} is not a number")
+            problems.append(say("min_value_at_risk %(value)s is not a number", value=repr(raw_min)))
         else:
             if not math.isfinite(minimum) or minimum < 0:
-                problems.append(f"min_value_at_risk {raw_min!r} must be zero or more")
+                problems.append(
+                    say("min_value_at_risk %(value)s must be zero or more", value=repr(raw_min))
+                )
                 minimum = None
 
     sort = params.get("sort") or DEFAULT_SORT
     if sort not in SORTS:
-        problems.append(f"cannot sort by {sort!r}")
+        problems.append(say("cannot sort by %(value)s", value=repr(sort)))
         sort = DEFAULT_SORT
     direction = params.get("dir") or SORTS[sort][1]
     if direction not in {"asc", "desc"}:
-        problems.append(f"dir {direction!r} is not asc or desc")
+        problems.append(say("dir %(value)s is not asc or desc", value=repr(direction)))
         direction = SORTS[sort][1]
 
     def whole(name: str, default: int, allowed: Sequence[int] | None = None) -> int:
@@ -160,10 +173,12 @@ def parse_list_query(params: Any) -> tuple[ListQuery, list[str]]:
         try:
             value = int(raw)
         except ValueError:
-            problems.append(f"{name} {raw!r} is not a whole number")
+            problems.append(
+                say("%(name)s %(value)s is not a whole number", name=name, value=repr(raw))
+            )
             return default
         if value < 1 or (allowed is not None and value not in allowed):
-            problems.append(f"{name} {raw!r} is out of range")
+            problems.append(say("%(name)s %(value)s is out of range", name=name, value=repr(raw)))
             return default
         return value
 

@@ -15,7 +15,7 @@ import numpy as np
 from kam.serving.web.book import Book
 from kam.serving.web.charts import Point, Tick
 from kam.serving.web.formats import Formats
-from kam.serving.web.labels import QUADRANTS, TIERS
+from kam.serving.web.labels import QUADRANT_NAMES, QUADRANTS, TIERS
 
 SCATTER_POINTS = 1500  # beyond this the scatter shows the accounts with most value at risk
 
@@ -138,10 +138,12 @@ def scatter(book: Book, positions: np.ndarray, formats: Formats) -> Scatter:
                 x=round(float(xs[j]), 1),
                 y=round(float(ys[j]), 1),
                 css=f"tier-{tier}" if tier in TIERS else "tier-none",
-                title=(
-                    f"{label} ({ids[at]}): risk {formats.pct(book.probability[at])}, "
-                    f"value at stake {formats.money(book.stake[at])}, "
-                    f"at risk {formats.money(book.value_at_risk[at])}"
+                title=formats.say(
+                    "%(name)s (%(id)s): risk %(risk)s, value at stake %(stake)s, "
+                    "at risk %(at_risk)s",
+                    name=label, id=ids[at], risk=formats.pct(book.probability[at]),
+                    stake=formats.money(book.stake[at]),
+                    at_risk=formats.money(book.value_at_risk[at]),
                 ),
             )
         )
@@ -163,8 +165,8 @@ def scatter(book: Book, positions: np.ndarray, formats: Formats) -> Scatter:
     quadrants = tuple(
         Quadrant(
             key=key,
-            label=key.replace("_", " "),
-            meaning=QUADRANTS[key],
+            label=formats.say(QUADRANT_NAMES[key]),
+            meaning=formats.say(QUADRANTS[key]),
             accounts=int(mask.sum()),
             value_at_risk=float(at_risk[mask].sum()),
             x=x, y=y, width=max(w, 0.0), height=max(h, 0.0),

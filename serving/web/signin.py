@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from kam.serving.api.guard import FailureLimiter, client_address, subjects
+from kam.serving.i18n.messages import N_
 from kam.serving.web.cookies import (
     HINT_COOKIE,
     KEY_COOKIE,
@@ -76,7 +77,7 @@ def login_page(request: Request) -> Response:
                                secure=request.url.scheme == "https")
         return response
     if has_key and page_role(request) is None:
-        context["error"] = "Your key is no longer valid. Sign in with a current key."
+        context["error"] = N_("Your key is no longer valid. Sign in with a current key.")
         response = render(request, "login.html", context, status_code=401)
         end_session(response, request)
         return response
@@ -108,10 +109,19 @@ async def login(request: Request) -> Response:
         if not wait:
             limiter.failed(*about)
         state = request.app.state.serving
-        error = "That key is not valid." if key else "Enter your API key."
         if wait:
-            error = f"Too many failed sign-ins. Try again in {wait} seconds."
-        context = {**page_context(request, state), "next": target, "error": error}
+            error, fields = N_("Too many failed sign-ins. Try again in %(seconds)s seconds."), {
+                "seconds": wait
+            }
+        else:
+            error = N_("That key is not valid.") if key else N_("Enter your API key.")
+            fields = {}
+        context = {
+            **page_context(request, state),
+            "next": target,
+            "error": error,
+            "error_fields": fields,
+        }
         response = render(request, "login.html", context, status_code=429 if wait else 401)
         if wait:
             response.headers["Retry-After"] = str(wait)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Query
 from fastapi.responses import Response
 
-from kam.serving.api.deps import ScoresDep, json_response, v1_router
+from kam.serving.api.deps import ScoresDep, v1_router
+from kam.serving.api.language import LanguageDep, language_response
 from kam.serving.api.schemas import DEFAULT_PAGE, MAX_PAGE, AtRiskFilters, AtRiskPage, Tier
 
 router = v1_router()
@@ -16,6 +17,7 @@ router = v1_router()
 @router.get("/at-risk", response_model=AtRiskPage, tags=["scores"])
 def at_risk(
     scores: ScoresDep,
+    language: LanguageDep,
     tier: Annotated[list[Tier] | None, Query(description="repeat for several tiers")] = None,
     region: Annotated[
         str | None, Query(min_length=1, max_length=200, description="exact, case included")
@@ -55,4 +57,4 @@ def at_risk(
         + scores.json_list(matched[offset : offset + limit])
         + b"}"
     )
-    return json_response(body)
+    return language_response(body, language)

@@ -38,10 +38,12 @@
   var copy = document.querySelector("[data-copy-link]");
   if (copy && navigator.clipboard && window.isSecureContext) {
     copy.hidden = false;
+    // the words come from the page, in its language
+    var label = copy.textContent;
     copy.addEventListener("click", function () {
       navigator.clipboard.writeText(window.location.href.split("#")[0]).then(function () {
-        copy.textContent = "Link copied";
-        window.setTimeout(function () { copy.textContent = "Copy link"; }, 2000);
+        copy.textContent = copy.getAttribute("data-copied") || label;
+        window.setTimeout(function () { copy.textContent = label; }, 2000);
       });
     });
   }

@@ -221,6 +221,8 @@ def test_families_are_summed_ranked_and_phrased_from_their_strongest_feature() -
         "contribution": 0.8,
         "phrase": "no executive contact for 94 days; "
         "single-threaded: one person at the account spoken to in 180 days",
+        # the same figures in Chinese, joined with the Chinese separator
+        "phrase_zh": "已94天无高层联系；单线联系：180天内只与客户方一人沟通",
     }
     assert first[1]["phrase"] == "2 complaints open for 21+ days"
     assert first[1]["cause"] == "unresolved_complaints"
@@ -380,5 +382,6 @@ def test_no_delivery_due_is_a_symptom_not_a_supply_problem() -> None:
     assert drivers.records(0)[1] == {
         "family": "supply", "cause": "competitor_price", "feature": "on_time_rate_180d",
         "contribution": 0.4, "phrase": "no delivery due in the last 180 days",
+        "phrase_zh": "近180天无到期交付",
     }
     assert drivers.records(1)[0]["cause"] == "unmet_needs"

@@ -280,6 +280,8 @@ def test_reason_and_due_date_come_from_the_account() -> None:
             "due_date": "2026-01-07",
             "reason": "2 complaints open for 21+ days",
             "cause": "unresolved_complaints",
+            "title_zh": "升级并关闭未结投诉",
+            "reason_zh": "2件投诉超过21天未结",
         }
     ]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from kam.serving.web.export import export_record
+from kam.serving.web.export import EXPORT_COLUMNS, HEADERS_ZH, export_record
 from tests.serving.web.test_web import (
     USER_KEY,
     WebWorld,
@@ -106,8 +107,11 @@ def browser() -> Iterator[Any]:
 class Tab:
     """A page in a fresh browser context, recording console errors and failed requests."""
 
-    def __init__(self, browser: Any, viewport: dict[str, int]) -> None:
-        self.context = browser.new_context(viewport=viewport, accept_downloads=True)
+    def __init__(self, browser: Any, viewport: dict[str, int], locale: str = "en-US") -> None:
+        # the locale sets the browser's Accept-Language, which picks the page's language
+        self.context = browser.new_context(
+            viewport=viewport, accept_downloads=True, locale=locale
+        )
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -351,3 +355,108 @@ def test_link_from_another_site_and_sign_out(live: str, wide: Tab) -> None:
     page.goto(live + "/?tier=C")
     page.wait_for_url(live + "/login?next=%2F%3Ftier%3DC")
     assert page.locator("#key").count() == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# The same journey in Chinese
+# ------------------------------------------------------------------------------------------------
+# Latin letters a Chinese page may show: the iron triangle's codes, tier letters, the product's
+# name and units, and the switch to English (written in English)
+ALLOWED_LATIN = {"kam", "AR", "SR", "FR", "CSV", "UTC", "A", "B", "C", "v", "score", "English"}
+
+
+def english_on_page(page: Any, web_world: WebWorld) -> set[str]:
+    """Latin words a reader sees on the page, other than the data and the allowed codes."""
+    text = page.evaluate("document.body.innerText")
+    frame = web_world.expected
+    data = {web_world.model_name}
+    for column in ("name", "account_id", "region", "account_manager", "industry"):
+        if column in frame.columns:
+            data |= {str(v) for v in frame[column].dropna().unique()}
+    for value in sorted(data, key=len, reverse=True):
+        text = text.replace(value, " ")
+    return {w for w in re.findall(r"[A-Za-z]+", text) if w not in ALLOWED_LATIN}
+
+
+def test_a_manager_works_in_chinese_from_the_list_to_the_export(
+    live: str, browser: Any, web_world: WebWorld, tmp_path: Path
+) -> None:
+    tab = Tab(browser, WIDE, locale="zh-CN")
+    try:
+        page = tab.page
+        page.goto(live + "/")
+        page.wait_for_url(lambda url: "/login?next=" in url)
+        assert page.locator("html").get_attribute("lang") == "zh-CN"
+        assert english_on_page(page, web_world) == set()
+        page.get_by_label("接口密钥", exact=True).fill(USER_KEY)
+        page.get_by_role("button", name="登录").click()
+        page.wait_for_url(live + "/")
+
+        # the list: Chinese words, the same order as the scores, a stable layout
+        assert page.get_by_role("link", name="风险大客户").count() == 1
+        assert english_on_page(page, web_world) == set()
+        ids = row_ids(page)
+        assert ids == expected_order(web_world)[:50]
+        assert layout_shift(page) < 0.05
+        # the Chinese text is drawn with a CJK font, not as empty boxes
+        assert page.evaluate("document.fonts.check('16px sans-serif', '风险大客户')")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "list-1280-zh-CN.png"), full_page=True)
+
+        # an account, its drivers and actions
+        first = ids[0]
+        page.locator(f"tr[data-account='{first}'] td.account a").click()
+        page.wait_for_url(lambda url: f"/accounts/{first}" in url)
+        assert page.get_by_role("heading", name="建议行动").count() == 1
+        assert english_on_page(page, web_world) == set()
+        score = web_world.expected.loc[first]
+        if isinstance(score["top_driver_zh"], str):
+            assert score["top_driver_zh"] in page.locator("ol.drivers").inner_text()
+        if isinstance(score["first_action_zh"], str):
+            actions = page.locator("table.actions-table").inner_text()
+            assert score["first_action_zh"] in actions
+        assert layout_shift(page) < 0.05
+        page.screenshot(path=str(ARTIFACTS / "account-1280-zh-CN.png"), full_page=True)
+
+        # back to the list and its export, with Chinese headers
+        page.get_by_role("link", name="← 全部大客户").click()
+        page.wait_for_url(live + "/")
+        with page.expect_download() as info:
+            page.get_by_role("link", name="导出CSV").click()
+        path = tmp_path / info.value.suggested_filename
+        info.value.save_as(path)
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+        assert rows[0] == [HEADERS_ZH[c] for c in EXPORT_COLUMNS]
+        assert len(rows) - 1 == len(web_world.expected)
+        assert tab.errors == []
+
+        # the switch: English, kept for the pages that follow
+        page.locator("a.lang-switch").click()
+        page.wait_for_url(lambda url: "lang=en" in url)
+        assert page.locator("html").get_attribute("lang") == "en"
+        page.goto(live + f"/accounts/{first}")
+        assert page.get_by_role("heading", name="What to do").count() == 1
+    finally:
+        tab.close()
+
+
+def test_narrow_screen_in_chinese(live: str, browser: Any, web_world: WebWorld) -> None:
+    tab = Tab(browser, NARROW, locale="zh-CN")
+    try:
+        page = tab.page
+        page.goto(live + "/")
+        page.wait_for_url(lambda url: "/login?next=" in url)
+        page.get_by_label("接口密钥", exact=True).fill(USER_KEY)
+        page.get_by_role("button", name="登录").click()
+        page.wait_for_url(live + "/")
+        assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+        assert layout_shift(page) < 0.05
+        page.screenshot(path=str(ARTIFACTS / "list-400-zh-CN.png"), full_page=True)
+        first = row_ids(page)[0]
+        page.goto(f"{live}/accounts/{first}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+        assert english_on_page(page, web_world) == set()
+        page.screenshot(path=str(ARTIFACTS / "account-400-zh-CN.png"), full_page=True)
+        assert tab.errors == []
+    finally:
+        tab.close()
