@@ -55,6 +55,25 @@ class ActionRecommendation(BaseModel):
     due_date: dt.date | None = None
     reason: str | None = Field(None, description="why, in the account's own figures")
     cause: str | None = Field(None, description="defection cause the action addresses")
+    expected_saving: float | None = Field(
+        None,
+        description="defection probability x value at stake x risk_reduction, minus the "
+        "action's cost; null unless the actions history supports its effect",
+    )
+    risk_reduction: float | None = Field(
+        None, description="share of this account's defection risk the action removes"
+    )
+    evidence: str = Field(
+        "untested",
+        description="what the actions history shows: helps (supported), no_effect, harms or "
+        "untested (too few or no comparable accounts)",
+    )
+    effect: float | None = Field(
+        None, description="change in defection probability among the accounts it was run on"
+    )
+    effect_low: float | None = Field(None, description="lower end of the effect's interval")
+    effect_high: float | None = Field(None, description="upper end of the effect's interval")
+    evidence_accounts: int = Field(0, description="accounts the effect was measured on")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,6 +461,10 @@ RECORD = ScoreRecord((
     ScoreField("model_version", TEXT, body=17, csv=24, posted="scored"),
     ScoreField("playbook_version", TEXT, body=18, csv=25, posted="scored"),
     ScoreField("scored_at", MOMENT, body=19, csv=26),
+    ScoreField(
+        "first_action_saving", NUMBER, csv=27, page=True, posted="scored",
+        first_of=("actions", "expected_saving"),
+    ),
 ))
 
 

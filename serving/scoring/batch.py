@@ -25,6 +25,7 @@ from kam.features.snapshots import build_snapshots, data_end
 from kam.models.metadata import TrainingMetadata
 from kam.models.registry import LoadedModel
 from kam.serving.decisions.drivers import Drivers, compute_drivers
+from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
@@ -40,7 +41,7 @@ from kam.serving.decisions.stages import (
 )
 from kam.serving.decisions.vocabulary import CAUSES
 from kam.serving.record import RECORD, ActionRecommendation, Driver, json_lists
-from kam.serving.store import read_master
+from kam.serving.store import read_effects, read_master
 
 STAKE_FEATURE = "revenue_365d"
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
@@ -80,6 +81,7 @@ def score_accounts(
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
     timings: dict[str, float] | None = None,
+    evidence: Evidence | None = None,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -109,6 +111,9 @@ def score_accounts(
     timings
         When given, receives the seconds spent on ``features`` (the point-in-time snapshot and
         the actions history) and on ``scoring`` (model, drivers and actions).
+    evidence
+        The actions' effect evidence; read from the store's effects (``kam effects``) when
+        None, every action untested when the store has none.
 
     Returns
     -------
@@ -125,6 +130,8 @@ def score_accounts(
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
     accounts = read_master(con)
+    if evidence is None:
+        evidence = evidence_for(playbook, read_effects(con))
     built = time.perf_counter()
     scores = score_frame(
         snapshot,
@@ -138,6 +145,7 @@ def score_accounts(
         scored_at=scored_at,
         max_actions=max_actions,
         driver_limit=driver_limit,
+        evidence=evidence,
     )
     if timings is not None:
         timings["features"] = built - began
@@ -158,6 +166,7 @@ def score_frame(
     scored_at: datetime | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
     driver_limit: int | None = None,
+    evidence: Evidence | None = None,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -190,6 +199,9 @@ def score_frame(
         rank, get no drivers, and only the actions that need none (such as the tier C nurture
         programme); their drivers can be computed on demand
         (:func:`~kam.serving.scoring.online.score_features`). All accounts when None.
+    evidence
+        The actions' effect evidence (:func:`kam.serving.decisions.evidence.evidence_for`),
+        for the expected savings; every action untested when None.
 
     Returns
     -------
@@ -239,6 +251,9 @@ def score_frame(
         phrasebook,
         days_since_taken=history,
         max_actions=max_actions,
+        evidence=evidence,
+        probability=probability,
+        stake=stake,
     )
 
     rank = np.empty(n, dtype=np.int64)
@@ -274,6 +289,10 @@ def score_frame(
             "model_version": model.version,
             "playbook_version": playbook.version,
             "scored_at": stamp,
+            # Python's round, as the actions' JSON rounds
+            "first_action_saving": [
+                round(v, 2) if np.isfinite(v) else np.nan for v in actions.saving[:, 0].tolist()
+            ],
         }
     )
     return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]
@@ -331,7 +350,29 @@ def actions_json(actions: Recommendations) -> np.ndarray:
         "due_date": pa.array(actions.due[rows, slots].astype("datetime64[D]"), pa.date32()),
         "reason": pa.array(actions.reason[rows, slots], pa.string()),
         "cause": _coded(codes, [a.cause for a in playbook]),
+        **_evidence_columns(actions, rows, slots, codes),
     })
+
+
+def _evidence_columns(
+    actions: Recommendations, rows: np.ndarray, slots: np.ndarray, codes: np.ndarray
+) -> dict[str, pa.Array]:
+    """The saving and evidence keys of each action item, rounded as ``records()`` rounds."""
+    ev = actions.evidence
+
+    def rounded(values: np.ndarray, digits: int) -> pa.Array:
+        return pa.array([round(v, digits) if np.isfinite(v) else None for v in values.tolist()],
+                        pa.float64())
+
+    return {
+        "expected_saving": rounded(actions.saving[rows, slots], 2),
+        "risk_reduction": rounded(actions.reduction[rows, slots], 4),
+        "evidence": _coded(codes, list(ev.status)),
+        "effect": rounded(ev.effect[codes], 4),
+        "effect_low": rounded(ev.effect_low[codes], 4),
+        "effect_high": rounded(ev.effect_high[codes], 4),
+        "evidence_accounts": pa.array(ev.accounts[codes], pa.int64()),
+    }
 
 
 def _master_columns(

@@ -19,6 +19,7 @@ from kam.models.errors import FeatureRowError
 from kam.models.registry import LoadedModel
 from kam.serving.api.deps import ScorerDep, ScoresDep, StateDep, json_response, v1_router
 from kam.serving.api.schemas import AccountScores, FeatureRowRequest, FeatureRowScore, ScoreRequest
+from kam.serving.decisions.evidence import Evidence
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.record import NUMBER, RECORD
 from kam.serving.scoring.microbatch import RowBatcher
@@ -44,6 +45,7 @@ class RowContext:
     playbook: Playbook | None
     as_of: dt.date | None
     cutoffs: tuple[float, float] | None
+    evidence: Evidence | None = None
 
     @property
     def group(self) -> tuple[int, int, dt.date | None, tuple[float, float] | None]:
@@ -58,6 +60,7 @@ def score_rows(context: RowContext, x: Any) -> list[dict[str, Any]]:
         playbook=context.playbook,
         as_of=context.as_of,
         tier_cutoffs=context.cutoffs,
+        evidence=context.evidence,
     )
 
 
@@ -106,7 +109,7 @@ async def score_row(
             ],
         ) from None
     cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
-    context = RowContext(model, state.playbook, payload.as_of, cutoffs)
+    context = RowContext(model, state.playbook, payload.as_of, cutoffs, state.evidence)
     batcher: RowBatcher = request.app.state.row_batcher
     row = await batcher.submit(context.group, context, x)
     result = FeatureRowScore(
