@@ -61,6 +61,25 @@ class ActionRecommendation(BaseModel):
     cause: str | None = Field(None, description="defection cause the action addresses")
     title_zh: str | None = Field(None, description="the title in Chinese (zh-CN)")
     reason_zh: str | None = Field(None, description="the reason in Chinese (zh-CN)")
+    expected_saving: float | None = Field(
+        None,
+        description="defection probability x value at stake x risk_reduction, minus the "
+        "action's cost; null unless the actions history supports its effect",
+    )
+    risk_reduction: float | None = Field(
+        None, description="share of this account's defection risk the action removes"
+    )
+    evidence: str = Field(
+        "untested",
+        description="what the actions history shows: helps (supported), no_effect, harms or "
+        "untested (too few or no comparable accounts)",
+    )
+    effect: float | None = Field(
+        None, description="change in defection probability among the accounts it was run on"
+    )
+    effect_low: float | None = Field(None, description="lower end of the effect's interval")
+    effect_high: float | None = Field(None, description="upper end of the effect's interval")
+    evidence_accounts: int = Field(0, description="accounts the effect was measured on")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -461,6 +480,10 @@ RECORD = ScoreRecord((
     ScoreField(
         "currency", TEXT, body=23,
         description="the currency of value, value_at_stake and value_at_risk",
+    ),
+    ScoreField(
+        "first_action_saving", NUMBER, csv=27, page=True, posted="scored",
+        first_of=("actions", "expected_saving"),
     ),
 ))
 

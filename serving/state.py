@@ -21,11 +21,12 @@ import pyarrow as pa
 
 from kam.models.errors import ModelNotLoadedError
 from kam.models.registry import LoadedModel, TrackingStoreMissingError, load_model
+from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.stages import tier_cutoffs
 from kam.serving.record import RECORD
 from kam.serving.settings import ServeSettings
-from kam.serving.store import ScoresNotLoadedError, read_latest_scores
+from kam.serving.store import ScoresNotLoadedError, read_effects, read_latest_scores
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,8 @@ class ServingState:
         The latest scores, or None when none could be read.
     playbook
         The retention playbook applied to posted feature rows.
+    evidence
+        The actions' measured effects (``kam effects``) for posted rows' savings; None: untested.
     missing
         For each component that could not be loaded (``model``, ``scores``), why.
 
@@ -253,6 +256,7 @@ class ServingState:
     model_uri: str
     loaded_at: datetime
     seconds: float = 0.0
+    evidence: Evidence | None = None
     # Held here rather than in a module, it goes with this state at a reload and is never
     # shared between apps; not an init field, so ``dataclasses.replace`` starts it empty.
     derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -305,7 +309,13 @@ def load_state(settings: ServeSettings) -> ServingState:
             scores.model_version,
             model.version,
         )
+    try:
+        evidence = evidence_for(playbook, read_effects(settings.store_url_for()))
+    except Exception as err:  # no store, a writer holding it: posted rows go untested
+        logger.warning("no action effects loaded: %s", err)
+        evidence = None
     return ServingState(
+        evidence=evidence,
         model=model,
         scores=scores,
         playbook=playbook,

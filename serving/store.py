@@ -424,3 +424,72 @@ def _activity(con: Any, tables: set[str], account_id: str, as_of: date) -> Activ
             for r in frame.to_dict("records")
         )
     return Activity(**found)
+
+
+# ------------------------------------------------------------------------------------------------
+# Action effects and plans (``kam effects``, ``kam plan``)
+# ------------------------------------------------------------------------------------------------
+EFFECTS_TABLE = "action_effects"
+PLAN_TABLE = "plan"
+
+
+def write_effects(con_or_url: Any, frame: pd.DataFrame) -> int:
+    """Replace the store's action effects (:func:`kam.serving.scoring.effects.estimate_effects`).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
+    con.create_table(EFFECTS_TABLE, frame.reset_index(drop=True), overwrite=True)
+    return len(frame)
+
+
+def read_effects(con_or_url: Any) -> list[dict[str, Any]] | None:
+    """The store's action effects as records; None when ``kam effects`` has not run.
+
+    Given a URL, the store is opened read-only for the read.
+    """
+    if not isinstance(con_or_url, str):
+        return _effects(con_or_url)
+    con = connect(con_or_url, read_only=True)
+    try:
+        return _effects(con)
+    finally:
+        con.disconnect()
+
+
+def _effects(con: Any) -> list[dict[str, Any]] | None:
+    if EFFECTS_TABLE not in con.list_tables():
+        return None
+    frame = con.execute(con.table(EFFECTS_TABLE))
+    return [{str(k): none_if_missing(v) for k, v in r.items()}
+            for r in frame.to_dict("records")]
+
+
+def write_plan(con_or_url: Any, frame: pd.DataFrame) -> int:
+    """Replace the store's plan (:func:`kam.serving.scoring.planning.make_plan`'s rows)."""
+    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
+    con.create_table(PLAN_TABLE, frame.reset_index(drop=True), overwrite=True)
+    return len(frame)
+
+
+def read_plan(con_or_url: Any) -> pd.DataFrame | None:
+    """The store's latest plan; None when ``kam plan`` has not run.
+
+    Given a URL, the store is opened read-only for the read (as the service reads it).
+    """
+    if not isinstance(con_or_url, str):
+        return _plan(con_or_url)
+    con = connect(con_or_url, read_only=True)
+    try:
+        return _plan(con)
+    finally:
+        con.disconnect()
+
+
+def _plan(con: Any) -> pd.DataFrame | None:
+    if PLAN_TABLE not in con.list_tables():
+        return None
+    return con.execute(con.table(PLAN_TABLE))

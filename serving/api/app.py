@@ -24,8 +24,8 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from kam.serving.api.auth import load_keys
 from kam.serving.api.deps import API_KEY_HEADER
-from kam.serving.api.guard import FailureLimiter, RequestGuard
 from kam.serving.api.docs import add_docs
+from kam.serving.api.guard import FailureLimiter, RequestGuard
 from kam.serving.api.middleware import (
     GZIP_LEVEL,
     GZIP_MINIMUM_SIZE,

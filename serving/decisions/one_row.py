@@ -36,6 +36,7 @@ from kam.serving.decisions.drivers import (
     driver_plan,
     join_phrases,
 )
+from kam.serving.decisions.evidence import Evidence, evidence_for, saving_one
 from kam.serving.decisions.phrasebook import Phrasebook, Phrasing, describe
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.decisions.recommend import (
@@ -43,6 +44,7 @@ from kam.serving.decisions.recommend import (
     TIER_CODE,
     UNKNOWN_TIER,
     action_plan,
+    evidence_fields,
     tier_reason,
 )
 from kam.serving.decisions.stages import (
@@ -343,6 +345,9 @@ def recommend_row(
     phrasebook: Phrasebook,
     *,
     max_actions: int = DEFAULT_MAX_ACTIONS,
+    evidence: Evidence | None = None,
+    probability: float = math.nan,
+    stake: float = math.nan,
 ) -> list[dict[str, Any]]:
     """One-row twin of :func:`kam.serving.decisions.recommend.recommend`, without history.
 
@@ -361,19 +366,23 @@ def recommend_row(
         The account's tier; None lets every tier's actions apply.
     as_of
         Scoring date; due dates count from it.
+    evidence, probability, stake
+        The actions' effect evidence, and the account's defection probability and value at
+        stake, for the expected savings.
 
     Returns
     -------
     list of dict
         Per action: action_id, title, technique, owner, due_date, reason, cause, title_zh,
-        reason_zh.
+        reason_zh, and the expected saving with its evidence.
     """
     plan = action_plan(playbook, drivers.families, drivers.feature_names)
+    evidence = evidence if evidence is not None else evidence_for(playbook)
     tier_code = TIER_CODE.get(tier, UNKNOWN_TIER)  # type: ignore[arg-type]
     holds = {c: holds_one(c, row) for c, _ in plan.conditions if c.feature in row}
-    ranked: list[tuple[float, float, int, int]] = []
+    ranked: list[tuple[int, float, float, float, int, int, float, float]] = []
     for a, action in enumerate(playbook.actions):
-        if not plan.tier_ok[a, tier_code]:
+        if not plan.tier_ok[a, tier_code] or evidence.status[a] == "harms":
             continue
         if not all(holds.get(c, True) for c in action.trigger.conditions):
             continue
@@ -393,9 +402,12 @@ def recommend_row(
         # conditions alone: the top driver, if any, is the reason
         reason_slot = slot if needs else (0 if drivers.slots else -1)
         primary = drivers.cause_strength[plan.cause_index[a]]
-        ranked.append((-primary, -score, a, reason_slot))
+        saving, reduction = saving_one(evidence, a, probability, stake, drivers.cause_strength)
+        known = math.isfinite(saving)
+        ranked.append((0 if known else 1, -saving if known else 0.0, -primary, -score, a,
+                       reason_slot, saving, reduction))
     out: list[dict[str, Any]] = []
-    for _, _, a, reason_slot in sorted(ranked)[:max_actions]:
+    for _, _, _, _, a, reason_slot, saving, reduction in sorted(ranked)[:max_actions]:
         action = playbook.actions[a]
         if reason_slot >= 0:
             reason = drivers.slots[reason_slot].phrase
@@ -421,6 +433,7 @@ def recommend_row(
                 "cause": action.cause,
                 "title_zh": action.said("title", "zh-CN"),
                 "reason_zh": reason_zh,
+                **evidence_fields(evidence, a, saving, reduction),
             }
         )
     return out

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kam.features.catalog import CATALOG
 from kam.serving.decisions.conditions import Condition
 from kam.serving.decisions.phrasebook import SUFFIXES, UNTRANSLATED
-from kam.serving.decisions.vocabulary import FAMILIES, Cause, Owner, Technique, Tier
+from kam.serving.decisions.vocabulary import FAMILIES, OWNERS, Cause, Owner, Technique, Tier
 
 DEFAULT_PLAYBOOK = "playbook.yaml"
 # Marks Chinese shown where a playbook gives no English title.
@@ -107,6 +107,8 @@ class Action(BaseModel):
     trigger: Trigger = Field(default_factory=Trigger)
     description: str | None = None
     description_zh: str | None = None
+    effort: float = Field(1.0, gt=0, description="the owner's time, in the owner's unit")
+    cost: float = Field(0.0, ge=0, description="money spent besides the owner's time")
 
     @model_validator(mode="before")
     @classmethod
@@ -132,12 +134,32 @@ class Action(BaseModel):
         return None if english is None else UNTRANSLATED + english
 
 
+class OwnerUnit(BaseModel):
+    """How an owner's capacity is counted (hours, visits) and what one unit costs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: str = Field(pattern=r"^[a-z]+$", description="e.g. h (hours) or visit")
+    cost_per_unit: float = Field(ge=0, description="money per unit of the owner's time")
+    alias: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+# Used when a playbook does not say: the iron triangle counts hours, the sponsor visits.
+DEFAULT_OWNERS: dict[Owner, OwnerUnit] = {
+    "AR": OwnerUnit(unit="h", cost_per_unit=600.0),
+    "SR": OwnerUnit(unit="h", cost_per_unit=800.0),
+    "FR": OwnerUnit(unit="h", cost_per_unit=500.0),
+    "executive sponsor": OwnerUnit(unit="visit", cost_per_unit=5000.0, alias="executive"),
+}
+
+
 class Playbook(BaseModel):
     """A versioned list of actions with unique ids."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(min_length=1)
+    owners: dict[Owner, OwnerUnit] = Field(default_factory=lambda: dict(DEFAULT_OWNERS))
     actions: list[Action] = Field(min_length=1)
 
     @field_validator("version", mode="before")
@@ -152,7 +174,17 @@ class Playbook(BaseModel):
             if action.id in seen:
                 raise ValueError(f"action id {action.id!r} appears twice")
             seen.add(action.id)
+        missing = sorted({a.owner for a in self.actions} - set(self.owners), key=OWNERS.index)
+        if missing:
+            raise ValueError(f"owners {missing} have actions but no unit and cost under owners")
+        names = [n.lower() for o, u in self.owners.items() for n in {o, u.alias or o}]
+        if len(set(names)) != len(names):
+            raise ValueError(f"owner names and aliases must differ: {names}")
         return self
+
+    def action_cost(self, action: Action) -> float:
+        """Money one run of ``action`` costs: the owner's time at its rate, plus ``cost``."""
+        return action.effort * self.owners[action.owner].cost_per_unit + action.cost
 
     @cached_property
     def by_id(self) -> Mapping[str, Action]:

@@ -2,14 +2,17 @@
 
 An action is recommended for an account when its tiers include the account's tier, its trigger
 matches (one of the account's top drivers has a listed cause, family or feature, and every
-feature condition holds), and it was not taken for the account within its cool-down. Up to
-three are kept per account, ranked by
+feature condition holds), it was not taken for the account within its cool-down, and the
+actions history does not show it raising defection. Up to three are kept per account:
 
-1. how strongly the cause the action addresses drives the account's risk: the summed positive
-   SHAP contributions of the features pointing to that cause,
-2. the contribution of the strongest driver that triggers it (0 for actions triggered by
-   conditions alone),
-3. the action's position in the playbook.
+1. first the actions whose effect the history supports, by expected saving (defection
+   probability x value at stake x the action's risk reduction for the account's cause mix,
+   minus its cost; :mod:`kam.serving.decisions.evidence`);
+2. then the others (untested, or no effect the data can show), by how strongly the cause the
+   action addresses drives the account's risk (the summed positive SHAP contributions of the
+   features pointing to that cause), then by the contribution of the strongest driver that
+   triggers it (0 for actions triggered by conditions alone), then by their position in the
+   playbook.
 
 Each carries its owner, a due date (as_of + due_in_days) and the reason in the account's own
 figures: the phrase of the driver that triggered it. Matching is done for all accounts at once
@@ -28,6 +31,7 @@ import pandas as pd
 
 from kam.serving.decisions.conditions import Condition
 from kam.serving.decisions.drivers import Drivers
+from kam.serving.decisions.evidence import Evidence, evidence_for, expected_saving
 from kam.serving.decisions.phrasebook import Phrasebook
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.decisions.vocabulary import CAUSES, TIERS
@@ -55,6 +59,10 @@ class Recommendations:
         Due date (``datetime64[D]``; NaT for an empty slot).
     score
         Strength of the triggering driver (log-odds; 0 when triggered by conditions alone).
+    saving, reduction
+        Expected saving and the account's relative risk reduction (NaN: no supported effect).
+    evidence
+        The effect evidence of the playbook's actions.
     """
 
     playbook: Playbook
@@ -62,6 +70,9 @@ class Recommendations:
     reason: np.ndarray
     due: np.ndarray
     score: np.ndarray
+    saving: np.ndarray
+    reduction: np.ndarray
+    evidence: Evidence
     reason_zh: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -69,7 +80,7 @@ class Recommendations:
 
     def records(self, i: int) -> list[dict[str, Any]]:
         """Account ``i``'s actions: action_id, title, technique, owner, due_date, reason, cause,
-        title_zh, reason_zh."""
+        title_zh, reason_zh, and the expected saving with its evidence (:func:`evidence_fields`)."""
         out: list[dict[str, Any]] = []
         for s in range(self.code.shape[1]):
             code = int(self.code[i, s])
@@ -87,6 +98,10 @@ class Recommendations:
                     "cause": action.cause,
                     "title_zh": action.said("title", "zh-CN"),
                     "reason_zh": None if self.reason_zh is None else self.reason_zh[i, s],
+                    **evidence_fields(
+                        self.evidence, code, float(self.saving[i, s]),
+                        float(self.reduction[i, s]),
+                    ),
                 }
             )
         return out
@@ -110,6 +125,24 @@ class Recommendations:
         return np.where(has, titles[np.where(has, self.code[:, 0], 0)], _NONE).astype(object)
 
 
+def evidence_fields(evidence: Evidence, a: int, saving: float, reduction: float
+                    ) -> dict[str, Any]:
+    """The saving and evidence keys of an action's record (None where unknown)."""
+
+    def known(v: float) -> float | None:
+        return round(v, 4) if np.isfinite(v) else None
+
+    return {
+        "expected_saving": round(saving, 2) if np.isfinite(saving) else None,
+        "risk_reduction": known(reduction),
+        "evidence": evidence.status[a],
+        "effect": known(float(evidence.effect[a])),
+        "effect_low": known(float(evidence.effect_low[a])),
+        "effect_high": known(float(evidence.effect_high[a])),
+        "evidence_accounts": int(evidence.accounts[a]),
+    }
+
+
 def recommend(
     playbook: Playbook,
     drivers: Drivers,
@@ -120,6 +153,9 @@ def recommend(
     *,
     days_since_taken: np.ndarray | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
+    evidence: Evidence | None = None,
+    probability: np.ndarray | None = None,
+    stake: np.ndarray | None = None,
 ) -> Recommendations:
     """Match the playbook against every account's drivers, features, tier and history.
 
@@ -144,12 +180,19 @@ def recommend(
         recommended.
     max_actions
         Actions kept per account.
+    evidence
+        What the actions history says of each action (:func:`evidence_for`); every action is
+        untested when None.
+    probability, stake
+        Each account's defection probability and value at stake, for the expected saving
+        (no saving without them).
 
     Returns
     -------
     Recommendations
     """
     n = len(drivers)
+    evidence = evidence if evidence is not None else evidence_for(playbook)
     n_actions = len(playbook.actions)
     tiers = np.asarray(tiers, dtype=object)
     slot_ok = drivers.family_code >= 0
@@ -168,6 +211,7 @@ def recommend(
             eligible[:, users] &= condition.holds(values, n)[:, None]
     if days_since_taken is not None:
         eligible &= ~(days_since_taken < plan.cool_down)
+    eligible &= ~evidence.harmful[None, :]
     # (accounts x actions x slots) driver matches; the strongest matching slot is the reason
     k = contribution.shape[1]
     if k:
@@ -188,11 +232,21 @@ def recommend(
     reason_slot = np.where(needs, slot, first)
     strength = drivers.cause_strength[:, plan.cause_index]
 
+    if probability is None or stake is None:
+        saving = reduction = np.full((n, n_actions), np.nan)
+    else:
+        saving, reduction = expected_saving(evidence, probability, stake, drivers.cause_strength)
+    # supported actions (with a saving) first, by saving; then the rest as before
+    ranked = np.isfinite(score) & np.isfinite(saving)
+    group = np.where(np.isfinite(score), np.where(ranked, 0, 1), 2)
+    by_saving = np.where(ranked, saving, 0.0)
     position = np.broadcast_to(np.arange(n_actions), (n, n_actions))
     primary = np.where(np.isfinite(score), strength, -np.inf)
-    order = np.lexsort((position, -score, -primary), axis=-1)[:, :max_actions]
+    order = np.lexsort((position, -score, -primary, -by_saving, group), axis=-1)[:, :max_actions]
     kept = np.take_along_axis(score, order, axis=1)
     code = np.where(np.isfinite(kept), order, -1)
+    kept_saving = np.take_along_axis(saving, order, axis=1)
+    kept_reduction = np.take_along_axis(reduction, order, axis=1)
     m = code.shape[1]
 
     reason = np.full((n, max_actions), None, dtype=object)
@@ -222,9 +276,16 @@ def recommend(
             else:  # no condition and no driver: the account's tier is the reason
                 reason[who, s] = [tier_reason(t, "en") for t in tiers[who].tolist()]
                 reason_zh[who, s] = [tier_reason(t, "zh-CN") for t in tiers[who].tolist()]
+    out_saving = np.full((n, max_actions), np.nan)
+    out_reduction = np.full((n, max_actions), np.nan)
+    out_saving[:, :m] = np.where(code >= 0, kept_saving, np.nan)
+    out_reduction[:, :m] = np.where(code >= 0, kept_reduction, np.nan)
     if m < max_actions:
         code = np.hstack([code, np.full((n, max_actions - m), -1, dtype=np.int64)])
-    return Recommendations(playbook, code, reason, due, best_score, reason_zh)
+    return Recommendations(
+        playbook, code, reason, due, best_score, out_saving, out_reduction, evidence,
+        reason_zh=reason_zh,
+    )
 
 
 def tier_reason(tier: str | None, language: str) -> str:

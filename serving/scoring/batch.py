@@ -28,6 +28,7 @@ from kam.features.snapshots import build_snapshots, data_end
 from kam.models.metadata import TrainingMetadata
 from kam.models.registry import LoadedModel
 from kam.serving.decisions.drivers import Drivers, compute_drivers
+from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
@@ -50,7 +51,7 @@ from kam.serving.record import (
     formula_safe,
     json_lists,
 )
-from kam.serving.store import read_master
+from kam.serving.store import read_effects, read_master
 
 STAKE_FEATURE = "revenue_365d"
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
@@ -92,6 +93,7 @@ def score_accounts(
     timings: dict[str, float] | None = None,
     today: date | None = None,
     currency: str = DEFAULT_CURRENCY,
+    evidence: Evidence | None = None,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -127,6 +129,9 @@ def score_accounts(
         export).
     currency
         The currency of the data's money, recorded on every score.
+    evidence
+        The actions' effect evidence; read from the store's effects (``kam effects``) when
+        None, every action untested when the store has none.
 
     Returns
     -------
@@ -161,6 +166,8 @@ def score_accounts(
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
     accounts = read_master(con)
+    if evidence is None:
+        evidence = evidence_for(playbook, read_effects(con))
     built = time.perf_counter()
     scores = score_frame(
         snapshot,
@@ -175,6 +182,7 @@ def score_accounts(
         max_actions=max_actions,
         driver_limit=driver_limit,
         currency=currency,
+        evidence=evidence,
     )
     if timings is not None:
         timings["features"] = built - began
@@ -198,6 +206,7 @@ def score_frame(
     tiers: np.ndarray | None = None,
     ranks: np.ndarray | None = None,
     currency: str = DEFAULT_CURRENCY,
+    evidence: Evidence | None = None,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -236,6 +245,9 @@ def score_frame(
         rows when None.
     currency
         The currency of the data's money, recorded on every score.
+    evidence
+        The actions' effect evidence (:func:`kam.serving.decisions.evidence.evidence_for`),
+        for the expected savings; every action untested when None.
 
     Returns
     -------
@@ -287,6 +299,9 @@ def score_frame(
         phrasebook,
         days_since_taken=history,
         max_actions=max_actions,
+        evidence=evidence,
+        probability=probability,
+        stake=stake,
     )
 
     if ranks is None:
@@ -330,6 +345,10 @@ def score_frame(
             "scored_at": stamp,
             "horizon": str(model.metadata.horizon),
             "currency": currency,
+            # Python's round, as the actions' JSON rounds
+            "first_action_saving": [
+                round(v, 2) if np.isfinite(v) else np.nan for v in actions.saving[:, 0].tolist()
+            ],
         }
     )
     return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]
@@ -396,7 +415,29 @@ def actions_json(actions: Recommendations) -> np.ndarray:
             actions.reason_zh[rows, slots] if actions.reason_zh is not None else [None] * len(rows),
             pa.string(),
         ),
+        **_evidence_columns(actions, rows, slots, codes),
     })
+
+
+def _evidence_columns(
+    actions: Recommendations, rows: np.ndarray, slots: np.ndarray, codes: np.ndarray
+) -> dict[str, pa.Array]:
+    """The saving and evidence keys of each action item, rounded as ``records()`` rounds."""
+    ev = actions.evidence
+
+    def rounded(values: np.ndarray, digits: int) -> pa.Array:
+        return pa.array([round(v, digits) if np.isfinite(v) else None for v in values.tolist()],
+                        pa.float64())
+
+    return {
+        "expected_saving": rounded(actions.saving[rows, slots], 2),
+        "risk_reduction": rounded(actions.reduction[rows, slots], 4),
+        "evidence": _coded(codes, list(ev.status)),
+        "effect": rounded(ev.effect[codes], 4),
+        "effect_low": rounded(ev.effect_low[codes], 4),
+        "effect_high": rounded(ev.effect_high[codes], 4),
+        "evidence_accounts": pa.array(ev.accounts[codes], pa.int64()),
+    }
 
 
 def _master_columns(

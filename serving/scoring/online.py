@@ -21,6 +21,7 @@ import pandas as pd
 from kam.models.registry import LoadedModel
 from kam.models.scorer import SINGLE_ROW_MAX
 from kam.serving.decisions.drivers import DEFAULT_TOP, compute_drivers
+from kam.serving.decisions.evidence import Evidence
 from kam.serving.decisions.one_row import recommend_row, relationship_stage_one, row_drivers
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
@@ -98,6 +99,7 @@ def score_matrix(
     tier_cutoffs: tuple[float, float] | None = None,
     max_actions: int = DEFAULT_MAX_ACTIONS,
     one_by_one: bool | None = None,
+    evidence: Evidence | None = None,
 ) -> list[dict[str, Any]]:
     """Score validated feature rows (``FeatureSpec.record_matrix``); see :func:`score_features`.
 
@@ -105,6 +107,7 @@ def score_matrix(
     :data:`~kam.models.scorer.SINGLE_ROW_MAX` rows (``one_by_one=None``) from their one-row
     twins (:mod:`kam.serving.decisions.one_row`): the same rules on plain floats, cheaper
     where numpy's fixed cost per call would dominate. ``one_by_one`` forces either way.
+    ``evidence`` (the actions' measured effects) gives the actions their expected savings.
     """
     playbook = playbook or load_playbook()
     phrasebook = phrasebook or load_phrasebook()
@@ -132,13 +135,16 @@ def score_matrix(
             _score_one(
                 i, dict(zip(numeric, x[i, columns].tolist(), strict=True)), predictions,
                 contributions, tiers, model, playbook, phrasebook, day.date(), max_actions,
+                evidence,
             )
             for i in range(n)
         ]
     values = {name: x[:, j] for j, name in enumerate(spec.names) if name not in spec.categories}
     stake = np.clip(values.get(STAKE_FEATURE, np.full(n, np.nan)), 0.0, None)
     drivers = compute_drivers(contributions, spec, values, phrasebook, top=DEFAULT_TOP)
-    actions = recommend(playbook, drivers, values, tiers, day, phrasebook, max_actions=max_actions)
+    actions = recommend(playbook, drivers, values, tiers, day, phrasebook, max_actions=max_actions,
+                        evidence=evidence, probability=predictions["defection_probability"],
+                        stake=stake)
     stages = relationship_stage(values, n)
     return [
         _online_row(
@@ -160,6 +166,7 @@ def _score_one(
     phrasebook: Phrasebook,
     day: dt.date,
     max_actions: int,
+    evidence: Evidence | None = None,
 ) -> dict[str, Any]:
     """Row ``i`` of a small batch, its numeric features in ``row``, on plain floats (the rules
     of the vectorised path)."""
@@ -167,10 +174,15 @@ def _score_one(
     drivers = row_drivers(
         contributions[i].tolist(), model.scorer.spec, row, phrasebook, top=DEFAULT_TOP
     )
-    actions = recommend_row(playbook, drivers, row, tier, day, phrasebook, max_actions=max_actions)
     stake = row.get(STAKE_FEATURE, math.nan)
+    stake = stake if math.isnan(stake) else max(stake, 0.0)
+    actions = recommend_row(
+        playbook, drivers, row, tier, day, phrasebook, max_actions=max_actions,
+        evidence=evidence, probability=float(predictions["defection_probability"][i]),
+        stake=stake,
+    )
     return _online_row(
-        predictions, i, stake if math.isnan(stake) else max(stake, 0.0), tier,
+        predictions, i, stake, tier,
         relationship_stage_one(row), drivers.records(), actions, model, playbook,
     )
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kam.serving.web import assets, export, pages, signin
+from kam.serving.web import assets, export, pages, plan, signin
 
 router = APIRouter(include_in_schema=False)
-for part in (pages, export, signin, assets):
+for part in (pages, export, signin, assets, plan):
     router.include_router(part.router)

@@ -16,7 +16,9 @@ from kam import cli
 COMMANDS: dict[str, Any] = typer.main.get_command(cli.app).commands  # type: ignore[attr-defined]
 # Every command that reads or writes the input files or the store. promote compares versions
 # on the test accounts their runs logged in MLflow and opens no store.
-STORE_COMMANDS = {"simulate", "ingest", "features", "train", "score", "serve", "demo"}
+STORE_COMMANDS = {
+    "simulate", "ingest", "features", "train", "score", "serve", "demo", "effects", "plan",
+}
 
 
 def _options(command: Any) -> dict[str, Any]:
@@ -102,6 +104,11 @@ def test_data_holds_the_input_files_and_the_store_in_every_command(
     result = _invoke("score", "--data", data)
     assert isinstance(result.exception, Reached)
     seen["score"] = str(Path(result.exception.args[0]["args"][0].removeprefix("duckdb:///")).parent)
+    for command, extra in (("effects", ()), ("plan", ("--capacity", "AR=10h"))):
+        result = _invoke(command, "--data", data, *extra)
+        assert isinstance(result.exception, Reached), result.output
+        url = result.exception.args[0]["args"][0]
+        seen[command] = str(Path(url.removeprefix("duckdb:///")).parent)
 
     captured: list[Any] = []
     monkeypatch.setattr("kam.serving.api.server.run", captured.append)
@@ -115,6 +122,24 @@ def test_data_holds_the_input_files_and_the_store_in_every_command(
     seen["demo"] = str(result.exception.args[0]["kwargs"]["data"])
 
     assert seen == dict.fromkeys(STORE_COMMANDS, data)
+
+
+@pytest.mark.parametrize(
+    ("capacity", "message"),
+    [
+        ("XR=3h", "--capacity: 'XR=3h': unknown owner 'XR'; owners: AR, SR, FR, executive"),
+        ("AR=12d", "--capacity: 'AR=12d': AR's capacity is counted in 'h', not 'd'"),
+        ("SR=-4h", "SR's capacity must be a non-negative number of h, not '-4'"),
+        ("executive=2h", "executive sponsor's capacity is counted in 'visit', not 'h'"),
+    ],
+    ids=["unknown-owner", "wrong-unit", "negative", "unit-of-another-owner"],
+)
+def test_a_bad_capacity_names_the_owner_or_unit(
+    world: dict[str, Path], capacity: str, message: str
+) -> None:
+    result = _invoke("plan", "--data", str(world["data"]), "--capacity", capacity)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
 
 
 def test_a_bad_option_is_refused_like_a_bad_setting(

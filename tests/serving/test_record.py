@@ -193,7 +193,7 @@ def _fields(**changes: Any) -> tuple[ScoreField, ...]:
         (_fields(top_driver={"first_of": ("drivers", "title")}), "drivers items do not have"),
         (_fields(drivers={"nullable": True}), "drivers is a list, never null"),
         (
-            (*RECORD.fields, ScoreField("note", TEXT, csv=27)),
+            (*RECORD.fields, ScoreField("note", TEXT, csv=len(RECORD.exported) + 1)),
             "note is exported, so it must be in the body",
         ),
         (_fields(top_driver={"posted": "echoed"}), "top_driver is echoed"),

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kam.serving.api.routes import accounts, admin, at_risk, health, model, scores
+from kam.serving.api.routes import accounts, admin, at_risk, health, model, plan, scores
 
 v1: tuple[APIRouter, ...] = (
     accounts.router,
     scores.router,
     at_risk.router,
+    plan.router,
     model.router,
     admin.router,
 )

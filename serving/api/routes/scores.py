@@ -21,6 +21,7 @@ from kam.models.registry import LoadedModel
 from kam.serving.api.deps import ScorerDep, ScoresDep, StateDep, json_response, v1_router
 from kam.serving.api.problems import ApiProblem, FieldError
 from kam.serving.api.schemas import AccountScores, FeatureRowRequest, FeatureRowScore, ScoreRequest
+from kam.serving.decisions.evidence import Evidence
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.record import DEFAULT_CURRENCY, NUMBER, RECORD
 from kam.serving.scoring.microbatch import RowBatcher
@@ -46,6 +47,7 @@ class RowContext:
     playbook: Playbook | None
     as_of: dt.date | None
     cutoffs: tuple[float, float] | None
+    evidence: Evidence | None = None
 
     @property
     def group(self) -> tuple[int, int, dt.date | None, tuple[float, float] | None]:
@@ -60,6 +62,7 @@ def score_rows(context: RowContext, x: Any) -> list[dict[str, Any]]:
         playbook=context.playbook,
         as_of=context.as_of,
         tier_cutoffs=context.cutoffs,
+        evidence=context.evidence,
     )
 
 
@@ -109,7 +112,7 @@ async def score_row(
         raise ApiProblem(422, "a bad feature row", _feature_errors(err)) from None
     known = int(np.count_nonzero(~np.isnan(x)))
     cutoffs = state.scores.tier_cutoffs if state.scores is not None else None
-    context = RowContext(model, state.playbook, payload.as_of, cutoffs)
+    context = RowContext(model, state.playbook, payload.as_of, cutoffs, state.evidence)
     batcher: RowBatcher = request.app.state.row_batcher
     row = await batcher.submit(context.group, context, x)
     result = FeatureRowScore(

@@ -29,6 +29,7 @@ from kam.serving.decisions.drivers import (
     driver_plan,
     feature_causes,
 )
+from kam.serving.decisions.evidence import evidence_for
 from kam.serving.decisions.phrasebook import Phrasebook, Phrasing, load_phrasebook
 from kam.serving.decisions.playbook import load_playbook
 from kam.serving.decisions.recommend import recommend
@@ -206,6 +207,52 @@ def check_recommend(book: Book) -> None:
         assert got == whole.records(i), i
         with_actions += bool(got)
     assert with_actions > len(book) / 2
+    check_recommend_by_saving(book)
+
+
+# What a study of the actions history could say (kam effects' records), one action of each kind.
+EFFECTS = [
+    {"action": "complaint_closure", "status": "helps", "effect": -0.05, "ci_low": -0.08,
+     "ci_high": -0.02, "relative": 0.4, "cause_share": 0.3, "n_treated": 300},
+    {"action": "technical_exchange", "status": "helps", "effect": -0.03, "ci_low": -0.05,
+     "ci_high": -0.01, "relative": 0.25, "cause_share": 0.5, "n_treated": 200},
+    {"action": "business_review", "status": "helps", "effect": -0.02, "ci_low": -0.04,
+     "ci_high": -0.001, "relative": 0.15, "cause_share": 0.2, "n_treated": 150},
+    {"action": "quality_rca", "status": "harms", "effect": 0.04, "ci_low": 0.01,
+     "ci_high": 0.07, "relative": -0.3, "cause_share": 0.4, "n_treated": 120},
+    {"action": "nurture_c", "status": "no_effect", "effect": 0.01, "ci_low": -0.02,
+     "ci_high": 0.04, "relative": -0.1, "cause_share": 0.3, "n_treated": 100},
+    {"action": "multi_threading", "status": "too_few", "n_treated": 12},
+]
+
+
+def check_recommend_by_saving(book: Book) -> None:
+    """With effect evidence: savings, evidence and order equal on both paths, supported first."""
+    spec = book.model.scorer.spec
+    evidence = evidence_for(PLAYBOOK, EFFECTS)
+    probability = book.model.scorer.predict_matrix(book.x)["defection_probability"]
+    stake = np.clip(book.values["revenue_365d"], 0.0, None)
+    drivers = compute_drivers(book.contrib, spec, book.values, PHRASES)
+    whole = recommend(PLAYBOOK, drivers, book.values, book.tiers, book.as_of, PHRASES,
+                      evidence=evidence, probability=probability, stake=stake)
+    day = book.as_of.date()
+    saved = 0
+    for i in range(len(book)):
+        row = book.row(i)
+        mine = one_row.row_drivers(book.contrib[i].tolist(), spec, row, PHRASES)
+        got = one_row.recommend_row(PLAYBOOK, mine, row, book.tiers[i], day, PHRASES,
+                                    evidence=evidence, probability=float(probability[i]),
+                                    stake=float(stake[i]))
+        assert got == whole.records(i), i
+        assert "quality_rca" not in {a["action_id"] for a in got}  # harmful: never shown
+        known = [a["expected_saving"] is not None for a in got]
+        assert known == sorted(known, reverse=True), i  # supported ones first
+        savings = [a["expected_saving"] for a in got if a["expected_saving"] is not None]
+        assert savings == sorted(savings, reverse=True), i
+        untested = [a for a in got if a["action_id"] == "multi_threading"]
+        assert all(a["evidence"] == "untested" and a["effect"] is None for a in untested)
+        saved += bool(savings)
+    assert saved > len(book) / 10
 
 
 def check_stages(book: Book) -> None:

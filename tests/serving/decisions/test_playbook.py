@@ -15,6 +15,7 @@ from kam.features.catalog import by_name
 from kam.features.synthetic.catalog import ACTION_TYPES
 from kam.models.feature_spec import FeatureSpec
 from kam.serving.decisions.drivers import compute_drivers
+from kam.serving.decisions.evidence import evidence_for
 from kam.serving.decisions.phrasebook import load_phrasebook
 from kam.serving.decisions.playbook import PlaybookError, load_playbook, parse_playbook
 from kam.serving.decisions.recommend import days_since_taken, recommend
@@ -91,11 +92,14 @@ def _broken(action: int, change: dict | None = None, drop: str | None = None) ->
          "trigger.features", "no_such_feature"),
         (_broken(8, {"cause": "bad_weather"}), "handover_visit", "cause", "'unmet_needs'"),
         (_broken(9, {"colour": "red"}), "business_review", "colour", "Extra inputs"),
+        (_broken(10, {"effort": 0}), "service_desk", "effort", "greater than 0"),
+        (_broken(11, {"cost": -300}), "visit_follow_up", "cost", "greater than or equal to 0"),
+        (_broken(12, {"effort": "two hours"}), "nurture_c", "effort", "valid number"),
     ],
     ids=[
         "missing-owner", "unknown-owner", "unknown-technique", "negative-due-days",
         "unknown-tier", "negative-cool-down", "bad-condition", "unknown-trigger-feature",
-        "unknown-cause", "unknown-field",
+        "unknown-cause", "unknown-field", "zero-effort", "negative-cost", "effort-as-text",
     ],
 )
 def test_malformed_playbook_names_the_action_and_field(data, action, field, detail) -> None:
@@ -105,6 +109,30 @@ def test_malformed_playbook_names_the_action_and_field(data, action, field, deta
     assert f"action '{action}', field '{field}'" in message
     assert detail in message
     assert message.startswith("playbook edited.yaml: ")
+
+
+def test_owner_units_and_costs_are_validated() -> None:
+    data = copy.deepcopy(SHIPPED)
+    del data["owners"]["FR"]
+    with pytest.raises(PlaybookError, match=r"owners \['FR'\] have actions but no unit"):
+        parse_playbook(data, "edited.yaml")
+    data = copy.deepcopy(SHIPPED)
+    data["owners"]["AR"]["cost_per_unit"] = -1
+    with pytest.raises(PlaybookError, match=r"owners.AR.cost_per_unit: .*greater than or equal"):
+        parse_playbook(data, "edited.yaml")
+    data = copy.deepcopy(SHIPPED)
+    data["owners"]["SR"]["alias"] = "executive"
+    with pytest.raises(PlaybookError, match="owner names and aliases must differ"):
+        parse_playbook(data, "edited.yaml")
+
+
+def test_an_actions_cost_is_the_owners_time_at_its_rate_plus_its_own_cost() -> None:
+    rca = PLAYBOOK.by_id["quality_rca"]
+    assert PLAYBOOK.owners["SR"].unit == "h"
+    assert PLAYBOOK.action_cost(rca) == rca.effort * PLAYBOOK.owners["SR"].cost_per_unit + rca.cost
+    visit = PLAYBOOK.by_id["exec_sponsor_visit"]
+    assert PLAYBOOK.owners["executive sponsor"].alias == "executive"
+    assert PLAYBOOK.action_cost(visit) == 1 * 5000 + 1500
 
 
 def test_duplicate_ids_and_bad_files_are_refused(tmp_path) -> None:
@@ -282,8 +310,76 @@ def test_reason_and_due_date_come_from_the_account() -> None:
             "cause": "unresolved_complaints",
             "title_zh": "升级并关闭未结投诉",
             "reason_zh": "2件投诉超过21天未结",
+            "expected_saving": None,
+            "risk_reduction": None,
+            "evidence": "untested",
+            "effect": None,
+            "effect_low": None,
+            "effect_high": None,
+            "evidence_accounts": 0,
         }
     ]
+
+
+def _effect(action: str, status: str = "helps", relative: float = 0.4, share: float = 0.5,
+            n: int = 200) -> dict:
+    return {"action": action, "status": status, "effect": -0.04, "ci_low": -0.07,
+            "ci_high": -0.01, "relative": relative, "cause_share": share, "n_treated": n}
+
+
+def _ranked(effects: list[dict], probability: float, stake: float) -> list[dict]:
+    """A tier A account driven by open complaints and by price, with the given evidence."""
+    contrib = np.zeros((1, len(NAMES) + 1))
+    for name, c in {**COMPLAINTS, **PRICE}.items():
+        contrib[0, NAMES.index(name)] = c
+    full = _full({**PRICED, **OPEN, "executive_contact_recency_days": 10})
+    drivers = compute_drivers(contrib, SPEC, full, PHRASES)
+    chosen = recommend(PLAYBOOK, drivers, full, np.array(["A"], dtype=object), "2025-12-31",
+                       PHRASES, evidence=evidence_for(PLAYBOOK, effects),
+                       probability=np.array([probability]), stake=np.array([stake]),
+                       max_actions=5)
+    return chosen.records(0)
+
+
+def test_actions_are_ranked_by_expected_saving_with_their_evidence() -> None:
+    untested = _ranked([], 0.5, 1_000_000)
+    assert [a["evidence"] for a in untested] == ["untested"] * len(untested)
+    first = untested[0]["action_id"]  # by cause strength when nothing is known
+    assert first == "complaint_closure"
+    # technical_exchange is supported: it comes first, whatever the cause strengths say
+    ranked = _ranked([_effect("technical_exchange", relative=0.3, share=0.5)], 0.5, 1_000_000)
+    top = ranked[0]
+    assert top["action_id"] == "technical_exchange" and top["evidence"] == "helps"
+    assert top["effect"] == -0.04 and top["evidence_accounts"] == 200
+    # saving = probability x stake x reduction - cost; reduction scaled by the price share
+    reduction = top["risk_reduction"]
+    assert 0 < reduction <= 1
+    cost = PLAYBOOK.action_cost(PLAYBOOK.by_id["technical_exchange"])
+    assert top["expected_saving"] == pytest.approx(0.5 * 1_000_000 * reduction - cost, abs=0.01)
+    assert all(a["expected_saving"] is None for a in ranked[1:])
+    # two supported actions: the one saving more comes first
+    both = _ranked([_effect("technical_exchange", relative=0.3, share=0.5),
+                    _effect("complaint_closure", relative=0.6, share=0.5)], 0.5, 1_000_000)
+    savings = [a["expected_saving"] for a in both[:2]]
+    assert savings == sorted(savings, reverse=True) and None not in savings
+
+
+def test_harmful_actions_are_never_recommended_and_untested_ones_say_so() -> None:
+    ranked = _ranked([_effect("complaint_closure", status="harms", relative=-0.2)], 0.5, 1e6)
+    assert "complaint_closure" not in [a["action_id"] for a in ranked]
+    no_effect = _ranked([_effect("complaint_closure", status="no_effect")], 0.5, 1e6)
+    closure = next(a for a in no_effect if a["action_id"] == "complaint_closure")
+    assert closure["evidence"] == "no_effect" and closure["expected_saving"] is None
+    too_few = _ranked([_effect("complaint_closure", status="too_few")], 0.5, 1e6)
+    closure = next(a for a in too_few if a["action_id"] == "complaint_closure")
+    assert closure["evidence"] == "untested"
+
+
+def test_a_supported_action_costing_more_than_it_saves_has_a_negative_saving() -> None:
+    ranked = _ranked([_effect("technical_exchange", relative=0.3)], 0.01, 10_000)
+    top = ranked[0]
+    assert top["action_id"] == "technical_exchange"
+    assert top["expected_saving"] < 0
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect
 from kam.models.errors import FeatureRowError
 from kam.serving.decisions.drivers import Drivers
+from kam.serving.decisions.evidence import evidence_for
 from kam.serving.decisions.playbook import load_playbook
 from kam.serving.decisions.recommend import Recommendations, days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
@@ -26,7 +27,6 @@ from kam.serving.scoring.batch import (
     score_accounts,
     score_frame,
 )
-from kam.serving.scoring.effects import EFFECT_COLUMNS, estimate_effects
 from kam.serving.scoring.online import score_features, score_matrix
 from kam.serving.store import SCORE_COLUMNS, none_if_missing, read_scores, write_scores
 from tests.world import World
@@ -194,10 +194,18 @@ def test_lists_are_written_by_a_json_writer() -> None:
     actions = Recommendations(
         book, np.array([[0, 1], [-1, -1]]), np.array([[text, "r"], [None, None]], dtype=object),
         np.array([["2026-01-31", "2026-02-01"], ["NaT", "NaT"]], dtype="datetime64[D]"),
-        np.zeros((2, 2)),
+        np.zeros((2, 2)), np.array([[1234.5678, np.nan], [np.nan, np.nan]]),
+        np.array([[0.25, np.nan], [np.nan, np.nan]]),
+        evidence_for(book, [{"action": book.actions[0].id, "status": "helps", "effect": -0.03,
+                             "ci_low": -0.05, "ci_high": -0.01, "relative": 0.3,
+                             "cause_share": 0.4, "n_treated": 120}]),
     )
     assert [json.loads(t) for t in actions_json(actions)] == [actions.records(0), []]
     assert json.loads(actions_json(actions)[0])[0]["title"] == text
+    first_item, second_item = json.loads(actions_json(actions)[0])
+    assert (first_item["expected_saving"], first_item["evidence"]) == (1234.57, "helps")
+    assert (first_item["effect_low"], first_item["evidence_accounts"]) == (-0.05, 120)
+    assert (second_item["expected_saving"], second_item["evidence"]) == (None, "untested")
     drivers = Drivers(
         ("service",), ("complaints_open",), np.array([[0, -1]]), np.array([[0, -1]]),
         np.array([[1, -1]]), np.array([[0.123456, np.nan]]),
@@ -304,26 +312,6 @@ def test_an_action_taken_recently_is_not_recommended_again(
     con.disconnect()
 
 
-def test_effect_estimates_are_honest_on_a_small_world(small_world: World) -> None:
-    con = small_world.connect()
-    dates = pd.date_range("2022-03-31", "2024-12-31", freq="QE")
-    effects = estimate_effects(con, small_world.model().scorer, as_of=list(dates))
-    assert tuple(effects.columns) == EFFECT_COLUMNS
-    assert set(effects["action"]) == {
-        "business_review", "complaint_closure", "exec_sponsor_visit", "multi_threading",
-        "nurture_c", "priority_supply", "quality_rca", "technical_exchange", "visit_follow_up",
-    }
-    for row in effects.itertuples():
-        includes_zero = row.ci_low <= 0 <= row.ci_high
-        if row.supported:
-            assert not includes_zero and row.n_treated >= 50
-        else:
-            assert includes_zero or row.n_treated < 50
-            assert "points fewer" not in row.summary and "points more" not in row.summary
-        assert row.ci_low <= row.effect <= row.ci_high
-    print(effects.drop(columns="summary").round(4).to_string())
-
-
 # ------------------------------------------------------------------------------------------------
 # Ground truth (slow: a 3,000-account world)
 # ------------------------------------------------------------------------------------------------
@@ -359,22 +347,6 @@ def test_top_action_addresses_the_true_cause(large_world: World) -> None:
           f"true cause in {top:.1%}, a random playbook pick in {random:.1%}")
     assert n >= 60
     assert top >= 1.5 * random or top - random >= 0.15
-
-
-@pytest.mark.slow
-def test_effect_estimates_agree_with_the_true_effects(large_world: World) -> None:
-    effects = estimate_effects(large_world.connect(), large_world.model().scorer)
-    truth = large_world.truth("action_effects").set_index("action")["effect_log_odds"]
-    effects["true_log_odds"] = effects["action"].map(truth)
-    print(effects.drop(columns="summary").round(4).to_string())
-    for row in effects.itertuples():
-        if row.supported:  # a claimed effect never points the wrong way
-            assert np.sign(row.effect) == np.sign(row.true_log_odds), row.summary
-        if row.true_log_odds == 0:
-            assert not row.supported, row.summary
-    strong = effects[effects["true_log_odds"] <= -0.8]
-    assert len(strong) == 3
-    assert (strong["effect"] < 0).all(), strong[["action", "effect"]]
 
 
 def test_export_scores_quotes_text_a_spreadsheet_would_run_and_leaves_numbers(tmp_path) -> None:

@@ -1,0 +1,66 @@
+"""The plan view (``/plan``): per owner, the accounts, actions, due dates, expected savings and
+the capacity the plan uses, as ``kam plan`` chose them. Filters (owner, region, account manager)
+live in the URL, as the list's do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from kam.serving.scoring.planning import owner_summary, select_plan
+from kam.serving.state import ServingState
+from kam.serving.store import none_if_missing, read_plan
+from kam.serving.web.cookies import page_role
+from kam.serving.web.labels import CAUSE_LABELS, OWNER_LABELS
+from kam.serving.web.render import page_context, render
+from kam.serving.web.signin import to_login
+
+router = APIRouter(include_in_schema=False)
+FILTERS = ("owner", "region", "account_manager")
+
+
+@router.get("/plan", response_class=HTMLResponse)
+def plan_page(request: Request) -> Response:
+    """The latest plan, per owner, with the capacity each owner's part uses."""
+    if page_role(request) is None:
+        return to_login(request)
+    state: ServingState = request.app.state.serving
+    context = page_context(request, state)
+    chosen = {k: (request.query_params.get(k) or "").strip() or None for k in FILTERS}
+    context.update({"filters": chosen, "owner_labels": OWNER_LABELS,
+                    "cause_labels": CAUSE_LABELS, "groups": [], "problem": None})
+    try:
+        rows = read_plan(request.app.state.settings.store_url_for())
+    except Exception as err:  # any backend's error: a writer holding the file, no file
+        context["problem"] = f"the store cannot be read right now ({err})"
+        return render(request, "plan.html", context, status_code=503)
+    if rows is None or rows.empty:
+        context["problem"] = "no plan has been made yet: run kam plan --capacity AR=120h,..."
+        return render(request, "plan.html", context, status_code=404)
+    try:
+        shown = select_plan(rows, state.playbook, **chosen)
+    except ValueError as err:
+        context["problem"] = str(err)
+        return render(request, "plan.html", context, status_code=422)
+    groups: list[dict[str, Any]] = []
+    for load in owner_summary(shown, state.playbook):
+        mine = shown[shown["owner"] == load["owner"]]
+        items = [{str(k): none_if_missing(v) for k, v in r.items()}
+                 for r in mine.to_dict("records")]
+        capacity = float(load["capacity"])  # type: ignore[arg-type]
+        used = float(load["used"])  # type: ignore[arg-type]
+        groups.append({**load, "items": items,
+                       "share": used / capacity if capacity > 0 else 0.0})
+    context.update({
+        "groups": groups,
+        "total": float(shown["expected_saving"].sum()),
+        "count": len(shown),
+        "plan_as_of": none_if_missing(rows["as_of"].iloc[0]),
+        "planned_at": none_if_missing(rows["planned_at"].iloc[0]),
+        "regions": sorted(rows["region"].dropna().astype(str).unique()),
+        "managers": sorted(rows["account_manager"].dropna().astype(str).unique()),
+        "owners": list(state.playbook.owners),
+    })
+    return render(request, "plan.html", context)
