@@ -314,6 +314,7 @@ def _estimate_effects(store_url: str, model_uri: str, tracking_uri: str,
     from kam.serving.scoring.batch import label_settings
     from kam.serving.scoring.effects import EffectsError, estimate_effects, log_effects
     from kam.serving.settings import ServeSettings
+    from kam.serving.snapshot import SnapshotError
     from kam.serving.store import write_effects
 
     con = connect(store_url)
@@ -329,8 +330,12 @@ def _estimate_effects(store_url: str, model_uri: str, tracking_uri: str,
         console.print(f"[yellow]no action effects:[/] {err}")
         con.disconnect()
         return
-    write_effects(con, found)
-    con.disconnect()
+    try:
+        write_effects(con, found)
+    except SnapshotError as err:
+        _fail(str(err))
+    finally:
+        con.disconnect()
     if run_id is not None:
         log_effects(found, run_id, tracking_uri)
     for line in found["summary"]:
@@ -383,6 +388,7 @@ def plan(
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
     from kam.serving.scoring.planning import make_plan
     from kam.serving.settings import ServeSettings
+    from kam.serving.snapshot import SnapshotError
     from kam.serving.store import read_scores, write_plan
 
     settings = _load(ServeSettings, data)
@@ -397,8 +403,12 @@ def plan(
         con.disconnect()
         _fail("no scores in the store: run kam score first")
     made = make_plan(scores, playbook, capacities)
-    write_plan(con, made.rows)
-    con.disconnect()
+    try:
+        write_plan(con, made.rows)
+    except SnapshotError as err:
+        _fail(str(err))
+    finally:
+        con.disconnect()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() == ".csv":
@@ -539,7 +549,7 @@ def _score_on_spark(
     with console.status(f"scoring on Spark ({settings.spark_master})"):
         done = score_on_spark(
             con, model, folder, as_of=as_of, playbook=playbook,
-            tier_thresholds=settings.tier_thresholds,
+            tier_thresholds=settings.tier_thresholds, currency=settings.currency,
         )
     console.print(
         f"scored {done.accounts:,} accounts at {done.as_of.date()} on Spark; written to {done.path}"

@@ -440,7 +440,7 @@ class Project:
         >>> top = project.score()["account_id"].iloc[0]
         >>> card = project.explain(top)
         >>> int(card.record["rank"]), list(card.drivers.columns)
-        (1, ['family', 'cause', 'feature', 'contribution', 'phrase'])
+        (1, ['family', 'cause', 'feature', 'contribution', 'phrase', 'phrase_zh'])
         """
         scores = self.score(as_of, model_uri=model_uri)
         found = scores[scores["account_id"] == str(account_id)]

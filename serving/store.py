@@ -37,6 +37,10 @@ ACTIVITY_DAYS = 365
 HISTORY_POINTS = 24
 # the input tables an account page reads (:func:`_activity`); copied into the snapshot
 SNAPSHOT_INPUTS = ("orders", "interactions", "complaints", "actions")
+EFFECTS_TABLE = "action_effects"
+PLAN_TABLE = "plan"
+# what the service reads, so what the serving snapshot holds
+SNAPSHOT_TABLES = (SCORES_TABLE, *SNAPSHOT_INPUTS, EFFECTS_TABLE, PLAN_TABLE)
 
 
 class ScoresNotLoadedError(RuntimeError):
@@ -89,9 +93,7 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     raw = getattr(con, "con", None)
     if getattr(con, "name", "") == "duckdb" and raw is not None:
         _write_duckdb(raw, rows, days)
-        store = database_file(raw)
-        if store is not None:
-            write_snapshot(raw, snapshot_of(store), (SCORES_TABLE, *SNAPSHOT_INPUTS))
+        _refresh_snapshot(con)
     else:  # any other Ibis backend: rewrite the table without the replaced as_of rows
         kept = None
         if SCORES_TABLE in con.list_tables():
@@ -100,6 +102,16 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
         combined = rows if kept is None or kept.empty else pd.concat([kept, rows])
         con.create_table(SCORES_TABLE, combined.reset_index(drop=True), overwrite=True)
     return len(rows)
+
+
+def _refresh_snapshot(con: Any) -> None:
+    """Rewrite the serving snapshot of a DuckDB store file (other stores have none)."""
+    raw = getattr(con, "con", None)
+    if getattr(con, "name", "") != "duckdb" or raw is None:
+        return
+    store = database_file(raw)
+    if store is not None:
+        write_snapshot(raw, snapshot_of(store), SNAPSHOT_TABLES)
 
 
 def _write_duckdb(raw: Any, rows: pd.DataFrame, days: Sequence[Any]) -> None:
@@ -429,9 +441,6 @@ def _activity(con: Any, tables: set[str], account_id: str, as_of: date) -> Activ
 # ------------------------------------------------------------------------------------------------
 # Action effects and plans (``kam effects``, ``kam plan``)
 # ------------------------------------------------------------------------------------------------
-EFFECTS_TABLE = "action_effects"
-PLAN_TABLE = "plan"
-
 
 def write_effects(con_or_url: Any, frame: pd.DataFrame) -> int:
     """Replace the store's action effects (:func:`kam.serving.scoring.effects.estimate_effects`).
@@ -443,17 +452,18 @@ def write_effects(con_or_url: Any, frame: pd.DataFrame) -> int:
     """
     con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
     con.create_table(EFFECTS_TABLE, frame.reset_index(drop=True), overwrite=True)
+    _refresh_snapshot(con)
     return len(frame)
 
 
 def read_effects(con_or_url: Any) -> list[dict[str, Any]] | None:
     """The store's action effects as records; None when ``kam effects`` has not run.
 
-    Given a URL, the store is opened read-only for the read.
+    Given a URL, what the service reads is read: the serving snapshot, else the store.
     """
     if not isinstance(con_or_url, str):
         return _effects(con_or_url)
-    con = connect(con_or_url, read_only=True)
+    con, _ = open_for_serving(con_or_url)
     try:
         return _effects(con)
     finally:
@@ -472,17 +482,18 @@ def write_plan(con_or_url: Any, frame: pd.DataFrame) -> int:
     """Replace the store's plan (:func:`kam.serving.scoring.planning.make_plan`'s rows)."""
     con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
     con.create_table(PLAN_TABLE, frame.reset_index(drop=True), overwrite=True)
+    _refresh_snapshot(con)
     return len(frame)
 
 
 def read_plan(con_or_url: Any) -> pd.DataFrame | None:
     """The store's latest plan; None when ``kam plan`` has not run.
 
-    Given a URL, the store is opened read-only for the read (as the service reads it).
+    Given a URL, what the service reads is read: the serving snapshot, else the store.
     """
     if not isinstance(con_or_url, str):
         return _plan(con_or_url)
-    con = connect(con_or_url, read_only=True)
+    con, _ = open_for_serving(con_or_url)
     try:
         return _plan(con)
     finally:

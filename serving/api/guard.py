@@ -15,7 +15,6 @@ handful of guesses per address instead of allowing a thousand a second.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 import time
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kam.serving.api.auth import ApiKeys
 from kam.serving.api.deps import MISSING_KEY, WRONG_KEY
+from kam.serving.api.problems import PROBLEM_JSON, problem_body
 
 API_KEY_HEADER = b"x-api-key"
 GUARDED_PREFIX = "/v1/"
@@ -116,14 +116,15 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, TOO_LARGE.format(limit=limit), headers={"Connection": "close"})
 
 
-async def _answer(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]
-                  ) -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _answer(scope: Scope, send: Send, status: int, detail: str,
+                  headers: list[tuple[bytes, bytes]]) -> None:
+    """Answer with problem details, as every error of the API is answered."""
+    body = problem_body(scope, status, detail)
     await send({
         "type": "http.response.start",
         "status": status,
         "headers": [
-            (b"content-type", b"application/json"),
+            (b"content-type", PROBLEM_JSON.encode()),
             (b"content-length", str(len(body)).encode()),
             *headers,
         ],
@@ -150,7 +151,7 @@ class RequestGuard:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _answer(send, 413, TOO_LARGE.format(limit=self.max_body),
+            await _answer(scope, send, 413, TOO_LARGE.format(limit=self.max_body),
                           [(b"connection", b"close")])
             return
         if self.keys.configured and scope["path"].startswith(GUARDED_PREFIX):
@@ -166,13 +167,13 @@ class RequestGuard:
         unauthorized = [(b"www-authenticate", b'ApiKey header="X-API-Key"')]
         wait = self.limiter.retry_after(*about)
         if wait:
-            await _answer(send, 429, TOO_MANY.format(seconds=wait),
+            await _answer(scope, send, 429, TOO_MANY.format(seconds=wait),
                           [(b"retry-after", str(wait).encode())])
             return False
         if self.keys.role_of(key) is not None:
             return True
         self.limiter.failed(*about)
-        await _answer(send, 401, WRONG_KEY if key else MISSING_KEY, unauthorized)
+        await _answer(scope, send, 401, WRONG_KEY if key else MISSING_KEY, unauthorized)
         return False
 
     def _bounded(self, receive: Receive) -> Receive:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -115,17 +115,25 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A problem details response for ``request``."""
+    body = problem_body(request.scope, status, detail, errors)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+def problem_body(
+    scope: MutableMapping[str, Any], status: int, detail: str, errors: Sequence[FieldError] = ()
+) -> bytes:
+    """The JSON of a problem details answer to the request of ``scope`` (an ASGI scope), for
+    answers made before FastAPI sees the request (:mod:`kam.serving.api.guard`) and after."""
     problem = Problem(
         title=_title(status),
         status=status,
         detail=detail,
-        instance=request.url.path,
-        request_id=request_id_of(request.scope),
+        instance=str(scope.get("path", "")),
+        request_id=request_id_of(scope),
         errors=list(errors),
     )
     # ensure_ascii: a lone surrogate from the request is written as an escape, never fails
-    body = json.dumps(_safe(problem.model_dump()), ensure_ascii=True, allow_nan=False)
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+    return json.dumps(_safe(problem.model_dump()), ensure_ascii=True, allow_nan=False).encode()
 
 
 def _field_errors(errors: Sequence[Any]) -> list[FieldError]:

@@ -73,6 +73,8 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "months12": lambda v: f"{round(v * 12):d}",
 }
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
+# Decimals a figure is rounded to before it is written (far below any format's precision)
+SETTLE_DIGITS = 9
 # Where a language writes a figure otherwise than English (language tag -> format -> writer)
 _LOCAL: dict[str, dict[str, Callable[[float], str]]] = {
     "zh-CN": {"money": _money_zh, "change": _change_zh},
@@ -114,7 +116,13 @@ class Piece:
 
     def sayer(self) -> Callable[[float], str]:
         """:meth:`say` as one function, looked up once for a whole column of values."""
-        writer = _LOCAL.get(self.language, {}).get(self.fmt) or _FORMATS[self.fmt]
+        raw = _LOCAL.get(self.language, {}).get(self.fmt) or _FORMATS[self.fmt]
+
+        def writer(value: float) -> str:
+            # The same figure summed in another order (DuckDB, Spark) differs in its last bits;
+            # settled first, it cannot straddle a rounding boundary and read differently.
+            return raw(round(value, SETTLE_DIGITS))
+
         if not self.noun:
             return writer
         noun, language = self.noun, self.language

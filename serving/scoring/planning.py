@@ -180,7 +180,8 @@ def select_plan(
     region: str | None = None,
     account_manager: str | None = None,
 ) -> pd.DataFrame:
-    """The plan's rows for an owner (name or alias), region and account manager (any case).
+    """The plan's rows for an owner (name or alias), region and account manager, each matched
+    exactly, case included, as every category is in the API.
 
     Raises
     ------
@@ -189,17 +190,16 @@ def select_plan(
     """
     keep = np.ones(len(rows), dtype=bool)
     if owner is not None:
-        names = {o.lower(): o for o in playbook.owners}
-        names.update({u.alias.lower(): o for o, u in playbook.owners.items() if u.alias})
-        found = names.get(owner.strip().lower())
+        names: dict[str, str] = {o: o for o in playbook.owners}
+        names.update({u.alias: o for o, u in playbook.owners.items() if u.alias})
+        found = names.get(owner)
         if found is None:
             known = ", ".join(u.alias or o for o, u in playbook.owners.items())
             raise ValueError(f"unknown owner {owner!r}; owners: {known}")
         keep &= (rows["owner"] == found).to_numpy()
     for column, wanted in (("region", region), ("account_manager", account_manager)):
         if wanted is not None:
-            keep &= (rows[column].astype("string").str.lower() == wanted.strip().lower()
-                     ).fillna(False).to_numpy(dtype=bool)
+            keep &= (rows[column].astype("string") == wanted).fillna(False).to_numpy(dtype=bool)
     return rows[keep]
 
 

@@ -42,12 +42,13 @@ from kam.features.families import btyd
 from kam.features.snapshots import snapshot_table
 from kam.features.store import input_tables
 from kam.models.registry import LoadedModel
+from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import days_since_taken
 from kam.serving.decisions.stages import DEFAULT_TIER_THRESHOLDS, assign_tiers
-from kam.serving.record import RECORD
+from kam.serving.record import DEFAULT_CURRENCY, RECORD
 from kam.serving.scoring.batch import label_settings, score_frame
-from kam.serving.store import read_master
+from kam.serving.store import read_effects, read_master
 
 # the store's DuckDB types as Spark SQL types
 _SPARK_TYPES = {
@@ -114,6 +115,7 @@ def score_on_spark(
     playbook: Playbook | None = None,
     tier_thresholds: tuple[float, float] = DEFAULT_TIER_THRESHOLDS,
     scored_at: datetime | None = None,
+    currency: str = DEFAULT_CURRENCY,
 ) -> SparkScores:
     """Score every active account at ``as_of`` on Spark and write the records as Parquet.
 
@@ -127,8 +129,9 @@ def score_on_spark(
         Folder of the scores; this as_of's records replace ``out/as_of=<day>/``.
     as_of
         Scoring date; the end of the data when None.
-    playbook, tier_thresholds, scored_at
-        As for :func:`kam.serving.scoring.batch.score_accounts`.
+    playbook, tier_thresholds, scored_at, currency
+        As for :func:`kam.serving.scoring.batch.score_accounts`; the actions' effect evidence
+        is read from the store (``kam effects``), as local scoring reads it.
 
     Returns
     -------
@@ -140,6 +143,7 @@ def score_on_spark(
     began = time.perf_counter()
     day = data_end(con) if as_of is None else pd.Timestamp(as_of).normalize()
     playbook = playbook or load_playbook()
+    evidence = evidence_for(playbook, read_effects(con))
     stamp = pd.Timestamp(scored_at if scored_at is not None else datetime.now(UTC))
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
@@ -159,7 +163,8 @@ def score_on_spark(
     actions = len(playbook.actions)
     records = ranked.mapInPandas(
         lambda batches: _score(
-            batches, shared.value, kinds, day, playbook, tier_thresholds, stamp, actions
+            batches, shared.value, kinds, day, playbook, tier_thresholds, stamp, actions,
+            evidence, currency,
         ),
         record_schema(),
     )
@@ -265,6 +270,8 @@ def _score(
     tier_thresholds: tuple[float, float],
     stamp: pd.Timestamp,
     actions: int,
+    evidence: Evidence,
+    currency: str,
 ) -> Iterator[pd.DataFrame]:
     for batch in batches:
         if batch.empty:
@@ -286,5 +293,7 @@ def _score(
             scored_at=stamp.to_pydatetime(),
             tiers=rows["_tier"].to_numpy(dtype=object),
             ranks=rows["_rank"].to_numpy(dtype=np.int64),
+            evidence=evidence,
+            currency=currency,
         )
         yield scores.assign(**{name: scores[name].dt.date for name in _DAYS})

@@ -61,6 +61,7 @@ HEADERS_ZH: dict[str, str] = {
     "model_version": "模型版本",
     "playbook_version": "行动手册版本",
     "scored_at": "评分时间",
+    "first_action_saving": "首要行动预期节省",
 }
 CODES = "codes"  # ?columns=codes: the machine-readable columns
 

@@ -9,16 +9,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kam.serving.i18n.messages import N_
 from kam.serving.scoring.planning import owner_summary, select_plan
 from kam.serving.state import ServingState
 from kam.serving.store import none_if_missing, read_plan
 from kam.serving.web.cookies import page_role
-from kam.serving.web.labels import CAUSE_LABELS, OWNER_LABELS
 from kam.serving.web.render import page_context, render
 from kam.serving.web.signin import to_login
 
 router = APIRouter(include_in_schema=False)
 FILTERS = ("owner", "region", "account_manager")
+# The owners' units of capacity as each language writes them
+UNITS: dict[str, dict[str, str]] = {"zh-CN": {"h": "小时", "visit": "次拜访"}}
+
+
+def _in_language(item: dict[str, Any], state: ServingState, language: str) -> dict[str, Any]:
+    """A plan row with the action's title in the page's language."""
+    actions = {a.id: a for a in state.playbook.actions}
+    action = actions.get(str(item.get("action_id")))
+    if action is not None:
+        item["title"] = action.said("title", language) or item.get("title")
+    return item
 
 
 @router.get("/plan", response_class=HTMLResponse)
@@ -29,25 +40,30 @@ def plan_page(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     context = page_context(request, state)
     chosen = {k: (request.query_params.get(k) or "").strip() or None for k in FILTERS}
-    context.update({"filters": chosen, "owner_labels": OWNER_LABELS,
-                    "cause_labels": CAUSE_LABELS, "groups": [], "problem": None})
+    language = context["language"]
+    context.update({"filters": chosen, "groups": [], "problem": None, "problem_fields": {},
+                    "units": UNITS.get(language, {})})
     try:
         rows = read_plan(request.app.state.settings.store_url_for())
     except Exception as err:  # any backend's error: a writer holding the file, no file
-        context["problem"] = f"the store cannot be read right now ({err})"
+        context["problem"] = N_("The store cannot be read right now (%(error)s).")
+        context["problem_fields"] = {"error": err}
         return render(request, "plan.html", context, status_code=503)
     if rows is None or rows.empty:
-        context["problem"] = "no plan has been made yet: run kam plan --capacity AR=120h,..."
+        context["problem"] = N_("No plan has been made yet: run %(command)s")
+        context["problem_fields"] = {"command": "kam plan --capacity AR=120h,..."}
         return render(request, "plan.html", context, status_code=404)
     try:
         shown = select_plan(rows, state.playbook, **chosen)
     except ValueError as err:
-        context["problem"] = str(err)
+        context["problem"] = N_("%(error)s")
+        context["problem_fields"] = {"error": err}
         return render(request, "plan.html", context, status_code=422)
     groups: list[dict[str, Any]] = []
     for load in owner_summary(shown, state.playbook):
         mine = shown[shown["owner"] == load["owner"]]
-        items = [{str(k): none_if_missing(v) for k, v in r.items()}
+        items = [_in_language({str(k): none_if_missing(v) for k, v in r.items()},
+                              state, language)
                  for r in mine.to_dict("records")]
         capacity = float(load["capacity"])  # type: ignore[arg-type]
         used = float(load["used"])  # type: ignore[arg-type]

@@ -55,7 +55,9 @@ def test_retrain_notebook_executes_from_its_folder(
     # a first version would become champion at once; the flag cell says not to
     assert "would be promoted (PROMOTE = False, nothing changed)" in outputs
     assert "first champion" in outputs
-    client = MlflowClient(settings.resolved_tracking_uri)
+    # the registry named explicitly: an earlier test may have set another one process-wide
+    uri = settings.resolved_tracking_uri
+    client = MlflowClient(uri, registry_uri=uri)
     assert client.get_registered_model("kam-notebook").aliases == {}
 
 

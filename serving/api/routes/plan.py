@@ -9,6 +9,7 @@ from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from kam.serving.api.deps import StateDep, v1_router
+from kam.serving.api.problems import Problem
 from kam.serving.scoring.planning import owner_summary, select_plan
 from kam.serving.store import none_if_missing, read_plan
 
@@ -77,16 +78,19 @@ def _item(row: dict[Any, Any]) -> PlanItem:
 
 
 @router.get("/plan", response_model=PlanPage, tags=["scores"],
-            responses={404: {"description": "no plan has been made"},
-                       503: {"description": "the store cannot be read"}})
+            responses={404: {"model": Problem, "description": "no plan has been made"},
+                       503: {"model": Problem, "description": "the store cannot be read"}})
 def plan(
     request: Request,
     state: StateDep,
-    owner: Annotated[str | None, Query(min_length=1, description="owner or alias, any case")]
+    owner: Annotated[
+        str | None, Query(min_length=1, description="owner or its alias, exactly: AR, executive")
+    ]
     = None,
-    region: Annotated[str | None, Query(min_length=1, description="ignoring case")] = None,
-    account_manager: Annotated[str | None, Query(min_length=1, description="ignoring case")]
-    = None,
+    region: Annotated[str | None, Query(min_length=1, description="exactly, case included")] = None,
+    account_manager: Annotated[
+        str | None, Query(min_length=1, description="exactly, case included")
+    ] = None,
 ) -> PlanPage:
     """The latest plan: per owner, the accounts, actions, due dates and expected savings."""
     try:

@@ -138,6 +138,12 @@ def test_the_generated_client_calls_every_route(
     assert [list(e.loc) for e in bad.errors] == [["body", "as_of"]]
     called.add(("post", "/v1/score"))
 
+    # this world has scores but no plan (kam plan): the client reads the problem
+    planned = operation(generated, "scores", "plan").sync(client=user, owner="AR")
+    assert isinstance(planned, models.Problem) and planned.status == 404, planned
+    assert "kam plan" in planned.detail
+    called.add(("get", "/v1/plan"))
+
     reloaded = operation(generated, "admin", "reload").sync(client=client(ADMIN_KEY))
     assert isinstance(reloaded, models.ReloadResult) and reloaded.model_version == "1"
     called.add(("post", "/v1/admin/reload"))

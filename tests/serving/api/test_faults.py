@@ -82,15 +82,20 @@ def faults(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> dict
     con = connect(store)
     write_scores(con, score_accounts(con, model))
     con.disconnect()
-    # the registered files themselves (a download would be a copy)
-    registered = list((root / "artifacts" / "models").glob("m-*/artifacts/artifacts"))
-    assert len(registered) == 1, registered
+    # the registered files themselves (a download would be a copy); other tests may have
+    # logged more models into the small world's store, so the version names its own
+    source = registry.get_model_version(small_world.model_name, "1").source
+    model_id = source.rstrip("/").split("/")[-1]  # models:/m-<id>, or a path ending in it
+    if not model_id.startswith("m-"):
+        model_id = source.split("/models/")[-1].split("/")[0]
+    registered = root / "artifacts" / "models" / model_id / "artifacts" / "artifacts"
+    assert registered.is_dir(), (source, registered)
     return {
         "root": root,
         "tracking": tracking,
         "store": store,
         "name": small_world.model_name,
-        "files": registered[0],
+        "files": registered,
         "run_id": small_world.outcome.run_id,
     }
 

@@ -114,7 +114,8 @@ def test_a_chunked_body_is_cut_off_at_the_limit(tmp_path: Path) -> None:
         answer = client.post("/v1/score", content=chunks(),
                              headers={"X-API-Key": USER_KEY, "Content-Type": "application/json"})
         assert answer.status_code == 413
-        assert answer.json() == {"detail": "request body larger than 4096 bytes"}
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json()["detail"] == "request body larger than 4096 bytes"
 
 
 # ------------------------------------------------------------------------------------------------
