@@ -1,0 +1,1 @@
+"""The command line's longer commands, by stage; ``kam/cli.py`` wires them into one app."""
