@@ -93,6 +93,11 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for operation in operations.values():
             if path.startswith("/v1/"):
                 operation["security"] = [{"APIKeyHeader": []}]
+            if "requestBody" in operation:
+                # a body that is not JSON never reaches validation: FastAPI answers 400
+                operation["responses"].setdefault(
+                    "400", {"description": "Bad Request: the body is not valid JSON"}
+                )
             _problem_responses(operation)
     score = schema["paths"].get("/v1/score", {}).get("post")
     if score is not None:

@@ -10,9 +10,16 @@ the score record, :mod:`kam.serving.record`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from kam.serving.api.problems import FieldError, Problem  # noqa: F401 - one family of schemas
 from kam.serving.decisions.vocabulary import Tier
@@ -27,7 +34,9 @@ MAX_FEATURES = 1000
 MAX_ID_LENGTH = 200
 # posted rows: due dates count from as_of, so a date far out would overflow them
 EARLIEST_AS_OF = dt.date(1900, 1, 1)
-AS_OF_LEAD_DAYS = 366
+LATEST_AS_OF = dt.date(2099, 12, 31)
+# the range above, as the schema can state it (JSON Schema has no bounds for dates)
+AS_OF_PATTERN = r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}$"
 
 FeatureValue = float | str | bool | None
 
@@ -41,12 +50,16 @@ def _no_surrogates(text: str) -> str:
     return text
 
 
+def _date_as_text(value: Any) -> Any:
+    # JSON has no dates: a number would be read as seconds since 1970, never what was meant
+    if not isinstance(value, str | dt.date):
+        raise ValueError("as_of must be a date written as text, e.g. \"2025-12-31\"")
+    return value
+
+
 def _sane_as_of(day: dt.date) -> dt.date:
-    latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=AS_OF_LEAD_DAYS)
-    if not EARLIEST_AS_OF <= day <= latest:
-        raise ValueError(
-            f"as_of must lie between {EARLIEST_AS_OF} and {latest} (a year from today)"
-        )
+    if not EARLIEST_AS_OF <= day <= LATEST_AS_OF:
+        raise ValueError(f"as_of must lie between {EARLIEST_AS_OF} and {LATEST_AS_OF}")
     return day
 
 
@@ -54,7 +67,12 @@ Text = Annotated[str, AfterValidator(_no_surrogates)]
 AccountId = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_surrogates)
 ]
-AsOf = Annotated[dt.date, AfterValidator(_sane_as_of)]
+AsOf = Annotated[
+    dt.date,
+    BeforeValidator(_date_as_text),
+    AfterValidator(_sane_as_of),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": AS_OF_PATTERN}),
+]
 
 
 # The scores' models come from the score record: its fields, their order and types. Built at
@@ -109,7 +127,7 @@ class FeatureRowRequest(BaseModel):
 
     account_id: AccountId | None = Field(None, description="echoed back; not looked up")
     as_of: AsOf | None = Field(
-        None, description="date of the features; due dates count from it (at most a year ahead)"
+        None, description="date of the features (1900-2099); due dates count from it"
     )
     features: dict[Text, FeatureValue] = Field(
         max_length=MAX_FEATURES,

@@ -197,11 +197,12 @@ def test_a_row_with_too_few_features_is_marked_unreliable(
         ("/v1/score", '{"features": {"spend_percentile": 7}}', None),
         ("/v1/score", '{"as_of": "9999-12-31", "features": {}}', ["body", "as_of"]),
         ("/v1/score", '{"as_of": "0001-01-01", "features": {}}', ["body", "as_of"]),
+        ("/v1/score", '{"as_of": 0, "features": {}}', ["body", "as_of"]),
     ],
     ids=[
         "surrogate-id", "surrogate-account", "surrogate-name", "surrogate-category", "infinity",
         "minus-infinity", "overflow", "absurd", "negative-days", "fractional-count",
-        "share-above-one", "far-future", "far-past",
+        "share-above-one", "far-future", "far-past", "date-as-number",
     ],
 )
 def test_hostile_input_is_a_422_naming_the_field(
