@@ -137,6 +137,76 @@ def plot_shap_summary(scorer: Scorer, frame: pd.DataFrame, path: Path, top: int 
     return path
 
 
+# The model card's own words in each language it is written in; what the run itself says (the
+# split, the fit's notes, warnings) stays as the run wrote it, marked where it is English.
+CARD_LANGUAGES: tuple[str, ...] = ("en", "zh-CN")
+UNTRANSLATED = "[EN] "
+CARD_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Model card",
+        "data": "Data",
+        "rows": "rows",
+        "split": "Split",
+        "labels": "Population and labels",
+        "population": "Population at as_of",
+        "population_ever": "every account with an order on or before as_of (ever)",
+        "population_window": "accounts with an order in the {window} up to as_of",
+        "value": "Value: net revenue in (as_of, as_of + {horizon}]",
+        "defection": "Defection",
+        "defection_stop": "no net revenue in the {horizon} after as_of "
+        "(decline 1.0: stopped buying)",
+        "defection_decline": "value < {share} x revenue in the {horizon} before as_of\n"
+        "  (decline {decline}; 1.0 means stopped buying)",
+        "test": "Test metrics (as_of {day}, {accounts} accounts, {defections} defections)",
+        "baselines": "Baselines: defection = days since last order; value = revenue in the "
+        "previous {horizon}.",
+        "windows": "Validation windows (rolling origin)",
+        "choices": "Choices",
+        "limits": "Known limits",
+        "limit_pooled": "Trained on pooled snapshots every {every}; accounts appear at several "
+        "as_of dates, so rows are not independent.",
+        "limit_records": "Defection and value are predicted from the seller's own records: "
+        "accounts that shrink for reasons the data cannot show (their own business, budget "
+        "cuts) are not separable.",
+        "reproduction": "Reproduction",
+        "code": "Code",
+        "seed": "Seed of the fit",
+        "hashes": "Data: the content hashes of the input tables in the run's "
+        "`data/fingerprint.json`.",
+        "not_recorded": "not recorded",
+    },
+    "zh-CN": {
+        "title": "模型卡",
+        "data": "数据",
+        "rows": "行",
+        "split": "数据划分",
+        "labels": "客户范围与标签",
+        "population": "评分日的客户范围",
+        "population_ever": "评分日及之前有过订单的所有客户（ever）",
+        "population_window": "评分日前{window}内有订单的客户",
+        "value": "价值：评分日后{horizon}内的净收入",
+        "defection": "流失",
+        "defection_stop": "评分日后{horizon}内无净收入（decline 1.0：停止采购）",
+        "defection_decline": "评分日后{horizon}的价值低于之前{horizon}收入的{share}倍\n"
+        "  （decline {decline}；1.0 表示停止采购）",
+        "test": "测试指标（评分日 {day}，{accounts}个客户，{defections}个流失）",
+        "baselines": "基准：流失 = 距上次下单天数；价值 = 之前{horizon}的收入。",
+        "windows": "验证窗口（滚动起点）",
+        "choices": "建模选择",
+        "limits": "已知局限",
+        "limit_pooled": "训练数据为每{every}一次的快照合并而成；同一客户出现在多个评分日，"
+        "各行并不独立。",
+        "limit_records": "流失与价值仅依据卖方自身的记录预测：因数据无法反映的原因（客户自身"
+        "经营、预算削减）而缩减的客户无法区分。",
+        "reproduction": "复现",
+        "code": "代码",
+        "seed": "训练随机种子",
+        "hashes": "数据：输入表的内容哈希见本次运行的 `data/fingerprint.json`。",
+        "not_recorded": "未记录",
+    },
+}
+
+
 def model_card(
     *,
     metadata: TrainingMetadata,
@@ -147,63 +217,71 @@ def model_card(
     fingerprint: dict[str, dict[str, Any]],
     seed: int | None = None,
     code_version: str | None = None,
+    language: str = "en",
 ) -> str:
-    """A short markdown model card: data window, population, labels, metrics, limits."""
+    """A short markdown model card: data window, population, labels, metrics, limits.
+
+    ``language`` is one of :data:`CARD_LANGUAGES`; in another language than English, what the
+    run wrote in English (split, notes, warnings) is kept and marked :data:`UNTRANSLATED`.
+    """
+    w = CARD_WORDS[language]
+    mark = "" if language == "en" else UNTRANSLATED
     horizon, decline, window = metadata.horizon, metadata.decline, metadata.activity_window
     population = (
-        "every account with an order on or before as_of (ever)"
-        if window is None
-        else f"accounts with an order in the {window} up to as_of"
+        w["population_ever"] if window is None else w["population_window"].format(window=window)
     )
     # with decline 1.0 an account defects when it buys nothing (net), not below nothing
     defection = (
-        f"no net revenue in the {horizon} after as_of (decline 1.0: stopped buying)"
+        w["defection_stop"].format(horizon=horizon)
         if decline >= 1
-        else f"value < {1 - decline:.2f} x revenue in the {horizon} before as_of\n"
-        f"  (decline {decline}; 1.0 means stopped buying)"
+        else w["defection_decline"].format(
+            share=f"{1 - decline:.2f}", horizon=horizon, decline=decline
+        )
     )
     metrics = format_table(evaluation).reset_index().to_markdown(index=False)
     windows = window_table.to_markdown(index=False, floatfmt=".4f")
     tables = "\n".join(
-        f"- `{t}`: {f['rows']:,} rows, {f.get('start', '?')} .. {f.get('end', '?')}"
+        f"- `{t}`: {f['rows']:,} {w['rows']}, {f.get('start', '?')} .. {f.get('end', '?')}"
         for t, f in fingerprint.items()
     )
     limits = [
-        f"Trained on pooled snapshots every {metadata.snapshot_every}; accounts appear at "
-        "several as_of dates, so rows are not independent.",
-        "Defection and value are predicted from the seller's own records: accounts that shrink "
-        "for reasons the data cannot show (their own business, budget cuts) are not separable.",
-        *evaluation.warnings,
+        w["limit_pooled"].format(every=metadata.snapshot_every),
+        w["limit_records"],
+        *(mark + warning for warning in evaluation.warnings),
     ]
-    return f"""# Model card: {metadata.model_name}
+    test = w["test"].format(
+        day=evaluation.as_of.date(),
+        accounts=f"{evaluation.n_rows:,}",
+        defections=f"{evaluation.n_defections:,}",
+    )
+    return f"""# {w["title"]}: {metadata.model_name}
 
-## Data
+## {w["data"]}
 {tables}
 
-Split: {plan_text}
+{w["split"]}: {mark}{plan_text}
 
-## Population and labels
-- Population at as_of: {population}.
-- Value: net revenue in (as_of, as_of + {horizon}].
-- Defection: {defection}.
+## {w["labels"]}
+- {w["population"]}: {population}.
+- {w["value"].format(horizon=horizon)}.
+- {w["defection"]}: {defection}.
 
-## Test metrics (as_of {evaluation.as_of.date()}, {evaluation.n_rows:,} accounts, \
-{evaluation.n_defections:,} defections)
-Baselines: defection = days since last order; value = revenue in the previous {horizon}.
+## {test}
+{w["baselines"].format(horizon=horizon)}
 
 {metrics}
 
-## Validation windows (rolling origin)
+## {w["windows"]}
 {windows}
 
-## Choices
-{chr(10).join("- " + n for n in fit_notes)}
+## {w["choices"]}
+{chr(10).join("- " + mark + n for n in fit_notes)}
 
-## Known limits
+## {w["limits"]}
 {chr(10).join("- " + n for n in limits)}
 
-## Reproduction
-- Code: {code_version or "not recorded"}.
-- Seed of the fit: {"not recorded" if seed is None else seed}.
-- Data: the content hashes of the input tables in the run's `data/fingerprint.json`.
+## {w["reproduction"]}
+- {w["code"]}: {code_version or w["not_recorded"]}.
+- {w["seed"]}: {w["not_recorded"] if seed is None else seed}.
+- {w["hashes"]}
 """

@@ -146,6 +146,12 @@ def log_json(obj: Any, artifact_file: str) -> None:
     mlflow.log_text(json.dumps(obj, indent=1, default=str), artifact_file)
 
 
+def model_card_file(language: str) -> str:
+    """The run's artifact holding the model card in ``language``: ``model_card.md`` in English,
+    ``model_card.zh-CN.md`` in Chinese."""
+    return "model_card.md" if language == "en" else f"model_card.{language}.md"
+
+
 def run_tags(record: RunRecord) -> dict[str, str]:
     """Tags of the run: what it predicts and how its evidence was obtained."""
     recorded = record.metadata.to_meta()
@@ -224,17 +230,19 @@ def log_run(record: RunRecord) -> None:
     evaluation = record.evaluation
     mlflow.log_text(format_table(evaluation).to_markdown(), "evaluation/metrics.md")
     mlflow.log_text(record.window_table.to_markdown(index=False), "evaluation/windows.md")
-    card = report.model_card(
-        metadata=record.metadata,
-        plan_text=record.plan_text,
-        evaluation=evaluation,
-        fit_notes=record.fit.notes,
-        window_table=record.window_table,
-        fingerprint=record.fingerprint,
-        seed=record.seed,
-        code_version=record.code_version,
-    )
-    mlflow.log_text(card, "model_card.md")
+    for language in report.CARD_LANGUAGES:
+        card = report.model_card(
+            metadata=record.metadata,
+            plan_text=record.plan_text,
+            evaluation=evaluation,
+            fit_notes=record.fit.notes,
+            window_table=record.window_table,
+            fingerprint=record.fingerprint,
+            seed=record.seed,
+            code_version=record.code_version,
+            language=language,
+        )
+        mlflow.log_text(card, model_card_file(language))
     with tempfile.TemporaryDirectory() as tmp:  # artifacts are copied into the store
         folder = Path(tmp)
         importance = report.importance(record.fit.scorer)

@@ -97,9 +97,11 @@ class Metrics:
             state.model_uri,
         )
         if self._model_labels is not None and self._model_labels != labels:
-            # zero first: in multiprocess mode the value stays in the worker's file
+            # zero first: in multiprocess mode the value stays in the worker's file, and
+            # removing labels is not supported there (it only warns)
             self.model.labels(*self._model_labels).set(0)
-            self.model.remove(*self._model_labels)
+            if not _multiprocess_folder():
+                self.model.remove(*self._model_labels)
         self.model.labels(*labels).set(1)
         self._model_labels = labels
         self.model_loaded.set(1 if model is not None else 0)

@@ -13,6 +13,7 @@ import pytest
 from matplotlib.image import imread
 from mlflow import MlflowClient
 
+from kam.training import report
 from kam.training.provenance import code_version
 from kam.training.report import importance, shap_by_feature
 from kam.training.run import TEST_SNAPSHOT
@@ -34,6 +35,29 @@ def test_the_run_and_the_registered_version_record_seed_and_code(small_world: Wo
     card = mlflow.artifacts.load_text(f"runs:/{small_world.outcome.run_id}/model_card.md")
     reproduction = card.split("## Reproduction", 1)[1]
     assert f"- Code: {expected}." in reproduction and "- Seed of the fit: 0." in reproduction
+
+
+def test_the_model_card_is_logged_in_chinese_too(small_world: World) -> None:
+    mlflow.set_tracking_uri(small_world.tracking)
+    run = small_world.outcome.run_id
+    english = mlflow.artifacts.load_text(f"runs:/{run}/model_card.md")
+    chinese = mlflow.artifacts.load_text(f"runs:/{run}/model_card.zh-CN.md")
+    headings = [line for line in chinese.splitlines() if line.startswith("#")]
+    assert headings[0].startswith("# 模型卡: ")
+    assert "## 数据" in headings and "## 已知局限" in headings and "## 复现" in headings
+    # the card's own words are Chinese; what the run wrote in English is kept, and marked
+    assert "Population" not in chinese and "Known limits" not in chinese
+    assert f"{report.UNTRANSLATED}" in chinese
+    # the same figures in both
+    assert english.split("## Test metrics", 1)[1].split("## ", 2)[0].split("\n", 2)[2] in chinese
+
+
+def test_every_model_card_word_is_in_every_language() -> None:
+    keys = {language: set(words) for language, words in report.CARD_WORDS.items()}
+    assert set(keys) == set(report.CARD_LANGUAGES)
+    assert all(k == keys["en"] for k in keys.values()), keys
+    for language, words in report.CARD_WORDS.items():
+        assert all(text.strip() for text in words.values()), language
 
 
 def test_in_a_checkout_the_code_version_is_its_commit() -> None:
