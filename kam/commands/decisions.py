@@ -127,6 +127,9 @@ def plan(
         table.add_row(str(row.owner), f"{row.capacity:g} {row.unit}", f"{row.used:g} {row.unit}",
                       str(row.actions), f"{row.expected_saving:,.0f}")
     console.print(table)
+    if made.candidates == 0:
+        console.print("[yellow]no action has a supported saving:[/] the actions history backs no "
+                      "action's effect yet (see kam effects), so the plan is empty")
     result = made.result
     proof = "proven optimal" if result.gap <= 1e-6 else f"within {result.gap:.2%} of the optimum"
     console.print(

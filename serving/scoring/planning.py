@@ -49,6 +49,16 @@ PLAN_COLUMNS = (
 
 # Filled in once the plan is made: the owner's capacity and the plan's time stamp.
 _PLAN_ONLY = ("capacity", "planned_at")
+# The plan table's column types, stated so that a plan with no action is still a typed table
+_DAYS = ("due_date", "as_of", "planned_at")
+_COUNTS = ("evidence_accounts",)
+_TEXTS = ("owner", "account_id", "name", "region", "account_manager", "tier", "action_id",
+          "title", "cause", "unit")
+PLAN_TYPES: dict[str, str] = {
+    c: "datetime64[us]" if c in _DAYS else "Int64" if c in _COUNTS
+    else "string" if c in _TEXTS else "float64"
+    for c in PLAN_COLUMNS
+}
 
 
 @dataclass(frozen=True)
@@ -168,8 +178,8 @@ def make_plan(
     ).drop(columns="_owner")
     chosen["due_date"] = pd.to_datetime(chosen["due_date"])
     chosen["as_of"] = pd.to_datetime(chosen["as_of"])
-    return Plan(chosen.reset_index(drop=True)[list(PLAN_COLUMNS)], dict(capacity), result,
-                len(pool))
+    rows = chosen.reset_index(drop=True)[list(PLAN_COLUMNS)].astype(PLAN_TYPES)
+    return Plan(rows, dict(capacity), result, len(pool))
 
 
 def select_plan(

@@ -49,9 +49,15 @@ def plan_page(request: Request) -> Response:
         context["problem"] = N_("The store cannot be read right now (%(error)s).")
         context["problem_fields"] = {"error": err}
         return render(request, "plan.html", context, status_code=503)
-    if rows is None or rows.empty:
+    if rows is None:
         context["problem"] = N_("No plan has been made yet: run %(command)s")
         context["problem_fields"] = {"command": "kam plan --capacity AR=120h,..."}
+        return render(request, "plan.html", context, status_code=404)
+    if rows.empty:
+        context["problem"] = N_(
+            "The latest plan has no action: no recommended action has a saving the actions "
+            "history supports (see kam effects)."
+        )
         return render(request, "plan.html", context, status_code=404)
     try:
         shown = select_plan(rows, state.playbook, **chosen)

@@ -14,6 +14,8 @@ from kam.serving.scoring.planning import owner_summary, select_plan
 from kam.serving.store import none_if_missing, read_plan
 
 router = v1_router()
+EMPTY_PLAN = ("the latest plan has no action: no recommended action has a saving the actions "
+              "history supports (kam effects)")
 
 
 class PlanItem(BaseModel):
@@ -97,8 +99,10 @@ def plan(
         rows = read_plan(request.app.state.settings.store_url_for())
     except Exception as err:  # any backend's error: a writer holding the file, no file
         raise HTTPException(503, f"the store cannot be read right now ({err})") from None
-    if rows is None or rows.empty:
+    if rows is None:
         raise HTTPException(404, "no plan has been made: run kam plan --capacity ...")
+    if rows.empty:
+        raise HTTPException(404, EMPTY_PLAN)
     try:
         chosen = select_plan(rows, state.playbook, owner=owner, region=region,
                              account_manager=account_manager)

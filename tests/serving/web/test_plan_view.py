@@ -190,6 +190,36 @@ def test_no_plan_yet_is_a_404_saying_what_to_run(planned: dict[str, Any]) -> Non
     assert "run kam plan" in missing.json()["detail"]
 
 
+def test_a_plan_with_no_supported_action_is_empty_and_says_why(
+    planned: dict[str, Any], small_world: World
+) -> None:
+    # the small world's store with no effects: every action is untested, none has a saving
+    data = planned["root"] / "no-effects"
+    data.mkdir()
+    shutil.copy(planned["unplanned"].removeprefix("duckdb:///"), data / "kam.duckdb")
+    store = f"duckdb:///{data / 'kam.duckdb'}"
+    con = connect(store)
+    con.raw_sql("DROP TABLE action_effects")
+    write_scores(con, score_accounts(con, small_world.model()))
+    con.disconnect()
+    result = CliRunner().invoke(cli.app, ["plan", "--data", str(data), "--capacity", CAPACITY])
+    assert result.exit_code == 0, result.output
+    assert "no action has a supported saving" in " ".join(result.output.split())
+    empty = read_plan(store)
+    assert empty is not None and empty.empty
+    assert str(empty["expected_saving"].dtype) == "float64"
+    with TestClient(make_app(web_settings(planned["world"], store_url=store))) as fresh:
+        answer = fresh.get("/v1/plan", headers=API)
+        assert answer.status_code == 404
+        assert "no recommended action has a saving" in answer.json()["detail"]
+        fresh.post("/login", data={"key": USER_KEY, "next": "/"}, follow_redirects=False)
+        page = fresh.get("/plan")
+        assert page.status_code == 404
+        assert "The latest plan has no action" in page.text
+        chinese = fresh.get("/plan?lang=zh-CN")
+        assert "最新计划中没有行动" in chinese.text
+
+
 def test_the_plan_view_shows_each_owner_with_capacity_used(client: Any,
                                                            planned: dict[str, Any]) -> None:
     page = client.get("/plan")
