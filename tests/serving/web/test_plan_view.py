@@ -300,3 +300,12 @@ def test_the_plan_view_in_a_browser(planned: dict[str, Any], tmp_path: Path) -> 
 def test_read_scores_of_the_copy_hold_the_savings(planned: dict[str, Any]) -> None:
     stored = read_scores(planned["world"].store)
     assert stored["first_action_saving"].notna().any()
+
+
+def test_every_page_links_to_the_plan(client: Any, planned: dict[str, Any]) -> None:
+    account = str(planned["plan"]["account_id"].iloc[0])
+    for path in ("/", f"/accounts/{account}", "/plan"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert 'class="nav-plan" href="/plan"' in page.text, path
+    assert '>行动计划</a>' in client.get("/?lang=zh-CN").text
