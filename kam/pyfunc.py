@@ -74,8 +74,8 @@ class ProductBundle(ScoringBundle):
             "models": _package_dir("models"),
             # serving's scoring rules, without the HTTP service and the page
             **{f"serving/{p}": serving / p
-               for p in ("__init__.py", "record.py", "store.py", "snapshot.py", "i18n", "decisions",
-                         "scoring")},
+               for p in ("__init__.py", "record.py", "store.py", "snapshot.py",
+                         "decision_tables.py", "i18n", "decisions", "scoring")},
             "pyfunc.py": Path(__file__).resolve(),
         }
 

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-import duckdb
-import numpy as np
-import pyarrow as pa
 from pydantic import BaseModel, Field, create_model
 
 DAY_FORMAT = "%Y-%m-%d"
@@ -486,53 +483,6 @@ RECORD = ScoreRecord((
         first_of=("actions", "expected_saving"),
     ),
 ))
-
-
-# ------------------------------------------------------------------------------------------------
-# Lists of items as JSON text
-# ------------------------------------------------------------------------------------------------
-def json_lists(
-    item: type[BaseModel], counts: np.ndarray, columns: Mapping[str, pa.Array]
-) -> np.ndarray:
-    """Each account's items as the text of a JSON list of objects, keys in ``item``'s order.
-
-    DuckDB's JSON writer encodes the lists of all accounts in one query: as fast as formatting
-    the text by hand in Python, about three times faster than ``json.dumps`` per account.
-
-    Parameters
-    ----------
-    item
-        The items' model (:class:`Driver`, :class:`ActionRecommendation`): the keys, in order.
-    counts
-        Items of each account.
-    columns
-        Key -> the values of every item, the first account's items first.
-
-    Returns
-    -------
-    numpy.ndarray
-        One JSON text per account (``[]`` for none), dtype object.
-    """
-    keys = list(item.model_fields)
-    if list(columns) != keys:
-        raise ValueError(f"{item.__name__} items need the columns {keys}, not {list(columns)}")
-    counts = np.asarray(counts, dtype=np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    items = pa.StructArray.from_arrays(list(columns.values()), names=keys)
-    table = pa.table({
-        "items": pa.ListArray.from_arrays(pa.array(offsets), items),
-        "position": pa.array(np.arange(len(counts))),
-    })
-    con = duckdb.connect()
-    try:
-        con.register("lists", table)
-        texts = con.execute(
-            "SELECT CAST(to_json(items) AS VARCHAR) AS text FROM lists ORDER BY position"
-        ).fetchnumpy()["text"]
-    finally:
-        con.close()
-    return np.asarray(texts, dtype=object)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -21,12 +21,13 @@ import pyarrow as pa
 
 from kam.models.errors import ModelNotLoadedError
 from kam.models.registry import LoadedModel, TrackingStoreMissingError, load_model
+from kam.serving.decision_tables import read_effects
 from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.stages import tier_cutoffs
 from kam.serving.record import RECORD
 from kam.serving.settings import ServeSettings
-from kam.serving.store import ScoresNotLoadedError, read_effects, read_latest_scores
+from kam.serving.store import ScoresNotLoadedError, read_latest_scores
 
 logger = logging.getLogger(__name__)
 

@@ -93,7 +93,7 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     raw = getattr(con, "con", None)
     if getattr(con, "name", "") == "duckdb" and raw is not None:
         _write_duckdb(raw, rows, days)
-        _refresh_snapshot(con)
+        refresh_snapshot(con)
     else:  # any other Ibis backend: rewrite the table without the replaced as_of rows
         kept = None
         if SCORES_TABLE in con.list_tables():
@@ -104,7 +104,7 @@ def write_scores(con_or_url: Any, frame: pd.DataFrame) -> int:
     return len(rows)
 
 
-def _refresh_snapshot(con: Any) -> None:
+def refresh_snapshot(con: Any) -> None:
     """Rewrite the serving snapshot of a DuckDB store file (other stores have none)."""
     raw = getattr(con, "con", None)
     if getattr(con, "name", "") != "duckdb" or raw is None:
@@ -436,71 +436,3 @@ def _activity(con: Any, tables: set[str], account_id: str, as_of: date) -> Activ
             for r in frame.to_dict("records")
         )
     return Activity(**found)
-
-
-# ------------------------------------------------------------------------------------------------
-# Action effects and plans (``kam effects``, ``kam plan``)
-# ------------------------------------------------------------------------------------------------
-
-def write_effects(con_or_url: Any, frame: pd.DataFrame) -> int:
-    """Replace the store's action effects (:func:`kam.serving.scoring.effects.estimate_effects`).
-
-    Returns
-    -------
-    int
-        Rows written.
-    """
-    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
-    con.create_table(EFFECTS_TABLE, frame.reset_index(drop=True), overwrite=True)
-    _refresh_snapshot(con)
-    return len(frame)
-
-
-def read_effects(con_or_url: Any) -> list[dict[str, Any]] | None:
-    """The store's action effects as records; None when ``kam effects`` has not run.
-
-    Given a URL, what the service reads is read: the serving snapshot, else the store.
-    """
-    if not isinstance(con_or_url, str):
-        return _effects(con_or_url)
-    con, _ = open_for_serving(con_or_url)
-    try:
-        return _effects(con)
-    finally:
-        con.disconnect()
-
-
-def _effects(con: Any) -> list[dict[str, Any]] | None:
-    if EFFECTS_TABLE not in con.list_tables():
-        return None
-    frame = con.execute(con.table(EFFECTS_TABLE))
-    return [{str(k): none_if_missing(v) for k, v in r.items()}
-            for r in frame.to_dict("records")]
-
-
-def write_plan(con_or_url: Any, frame: pd.DataFrame) -> int:
-    """Replace the store's plan (:func:`kam.serving.scoring.planning.make_plan`'s rows)."""
-    con = connect(con_or_url) if isinstance(con_or_url, str) else con_or_url
-    con.create_table(PLAN_TABLE, frame.reset_index(drop=True), overwrite=True)
-    _refresh_snapshot(con)
-    return len(frame)
-
-
-def read_plan(con_or_url: Any) -> pd.DataFrame | None:
-    """The store's latest plan; None when ``kam plan`` has not run.
-
-    Given a URL, what the service reads is read: the serving snapshot, else the store.
-    """
-    if not isinstance(con_or_url, str):
-        return _plan(con_or_url)
-    con, _ = open_for_serving(con_or_url)
-    try:
-        return _plan(con)
-    finally:
-        con.disconnect()
-
-
-def _plan(con: Any) -> pd.DataFrame | None:
-    if PLAN_TABLE not in con.list_tables():
-        return None
-    return con.execute(con.table(PLAN_TABLE))

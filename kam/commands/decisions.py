@@ -17,12 +17,12 @@ def estimate_effects(store_url: str, model_uri: str, tracking_uri: str,
     """Estimate the actions' effects with a model, store them, log them with its run."""
     from kam.features.store import connect
     from kam.models.registry import load_model
+    from kam.serving.decision_tables import write_effects
     from kam.serving.decisions.playbook import load_playbook
     from kam.serving.scoring.batch import label_settings
     from kam.serving.scoring.effects import EffectsError, estimate_effects, log_effects
     from kam.serving.settings import ServeSettings
     from kam.serving.snapshot import SnapshotError
-    from kam.serving.store import write_effects
 
     con = connect(store_url)
     model = load_model(model_uri, tracking_uri)
@@ -89,12 +89,13 @@ def plan(
     page's plan view) and, with --out, to a file.
     """
     from kam.features.store import connect
+    from kam.serving.decision_tables import write_plan
     from kam.serving.decisions.plan import CapacityError, parse_capacity
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
     from kam.serving.scoring.planning import make_plan
     from kam.serving.settings import ServeSettings
     from kam.serving.snapshot import SnapshotError
-    from kam.serving.store import read_scores, write_plan
+    from kam.serving.store import read_scores
 
     settings = load_settings(ServeSettings, data)
     try:

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from pandas.api.types import is_object_dtype, is_string_dtype
 
 from kam.features.atomic import atomic_path
@@ -27,13 +26,13 @@ from kam.features.periods import Period, parse_window
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.metadata import TrainingMetadata
 from kam.models.registry import LoadedModel
-from kam.serving.decisions.drivers import Drivers, compute_drivers
+from kam.serving.decision_tables import read_effects
+from kam.serving.decisions.drivers import compute_drivers
 from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.phrasebook import Phrasebook, load_phrasebook
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import (
     DEFAULT_MAX_ACTIONS,
-    Recommendations,
     days_since_taken,
     recommend,
 )
@@ -42,16 +41,9 @@ from kam.serving.decisions.stages import (
     assign_tiers,
     relationship_stage,
 )
-from kam.serving.decisions.vocabulary import CAUSES
-from kam.serving.record import (
-    DEFAULT_CURRENCY,
-    RECORD,
-    ActionRecommendation,
-    Driver,
-    formula_safe,
-    json_lists,
-)
-from kam.serving.store import read_effects, read_master
+from kam.serving.record import DEFAULT_CURRENCY, RECORD, formula_safe
+from kam.serving.scoring.record_json import actions_json, drivers_json
+from kam.serving.store import read_master
 
 STAKE_FEATURE = "revenue_365d"
 _NUMERIC = [f.name for f in CATALOG if f.kind != "category"]
@@ -352,92 +344,6 @@ def score_frame(
         }
     )
     return frame.iloc[order].reset_index(drop=True)[list(RECORD.names)]
-
-
-def _coded(codes: np.ndarray, levels: Any) -> pa.Array:
-    """Text values given as codes into ``levels`` (a level None: null), dictionary-encoded:
-    cheaper to build than an array of Python strings."""
-    distinct = list(dict.fromkeys(str(level) for level in levels if level is not None))
-    at = {text: k for k, text in enumerate(distinct)}
-    index = np.array([-1 if v is None else at[str(v)] for v in levels], dtype=np.int32)[codes]
-    return pa.DictionaryArray.from_arrays(
-        pa.array(index, mask=index < 0), pa.array(distinct, pa.string())
-    )
-
-
-def drivers_json(drivers: Drivers) -> np.ndarray:
-    """Each account's drivers as the JSON text the ``drivers`` column stores.
-
-    Returns
-    -------
-    numpy.ndarray
-        Per account, the JSON list of :meth:`Drivers.records`, dtype object.
-    """
-    filled = drivers.family_code >= 0
-    rows, slots = np.nonzero(filled)
-    contribution = drivers.contribution[rows, slots].tolist()
-    return json_lists(Driver, filled.sum(axis=1), {
-        "family": _coded(drivers.family_code[rows, slots], drivers.families),
-        "cause": _coded(drivers.cause_code[rows, slots], CAUSES),
-        "feature": _coded(drivers.feature_code[rows, slots], drivers.feature_names),
-        # Python's round, as records() rounds: correctly rounded, unlike numpy's scaling
-        "contribution": pa.array([round(c, 4) for c in contribution], pa.float64()),
-        "phrase": pa.array(drivers.phrase[rows, slots], pa.string()),
-        "phrase_zh": pa.array(
-            drivers.phrase_zh[rows, slots] if drivers.phrase_zh is not None else [None] * len(rows),
-            pa.string(),
-        ),
-    })
-
-
-def actions_json(actions: Recommendations) -> np.ndarray:
-    """Each account's recommended actions as the JSON text the ``actions`` column stores.
-
-    Returns
-    -------
-    numpy.ndarray
-        Per account, the JSON list of :meth:`Recommendations.records`, dtype object.
-    """
-    filled = actions.code >= 0
-    rows, slots = np.nonzero(filled)
-    codes = actions.code[rows, slots]
-    playbook = actions.playbook.actions
-    return json_lists(ActionRecommendation, filled.sum(axis=1), {
-        "action_id": _coded(codes, [a.id for a in playbook]),
-        "title": _coded(codes, [a.title for a in playbook]),
-        "technique": _coded(codes, [a.technique for a in playbook]),
-        "owner": _coded(codes, [a.owner for a in playbook]),
-        "due_date": pa.array(actions.due[rows, slots].astype("datetime64[D]"), pa.date32()),
-        "reason": pa.array(actions.reason[rows, slots], pa.string()),
-        "cause": _coded(codes, [a.cause for a in playbook]),
-        "title_zh": _coded(codes, [a.said("title", "zh-CN") for a in playbook]),
-        "reason_zh": pa.array(
-            actions.reason_zh[rows, slots] if actions.reason_zh is not None else [None] * len(rows),
-            pa.string(),
-        ),
-        **_evidence_columns(actions, rows, slots, codes),
-    })
-
-
-def _evidence_columns(
-    actions: Recommendations, rows: np.ndarray, slots: np.ndarray, codes: np.ndarray
-) -> dict[str, pa.Array]:
-    """The saving and evidence keys of each action item, rounded as ``records()`` rounds."""
-    ev = actions.evidence
-
-    def rounded(values: np.ndarray, digits: int) -> pa.Array:
-        return pa.array([round(v, digits) if np.isfinite(v) else None for v in values.tolist()],
-                        pa.float64())
-
-    return {
-        "expected_saving": rounded(actions.saving[rows, slots], 2),
-        "risk_reduction": rounded(actions.reduction[rows, slots], 4),
-        "evidence": _coded(codes, list(ev.status)),
-        "effect": rounded(ev.effect[codes], 4),
-        "effect_low": rounded(ev.effect_low[codes], 4),
-        "effect_high": rounded(ev.effect_high[codes], 4),
-        "evidence_accounts": pa.array(ev.accounts[codes], pa.int64()),
-    }
 
 
 def _master_columns(

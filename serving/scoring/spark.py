@@ -42,13 +42,14 @@ from kam.features.families import btyd
 from kam.features.snapshots import snapshot_table
 from kam.features.store import input_tables
 from kam.models.registry import LoadedModel
+from kam.serving.decision_tables import read_effects
 from kam.serving.decisions.evidence import Evidence, evidence_for
 from kam.serving.decisions.playbook import Playbook, load_playbook
 from kam.serving.decisions.recommend import days_since_taken
 from kam.serving.decisions.stages import DEFAULT_TIER_THRESHOLDS, assign_tiers
 from kam.serving.record import DEFAULT_CURRENCY, RECORD
 from kam.serving.scoring.batch import label_settings, score_frame
-from kam.serving.store import read_effects, read_master
+from kam.serving.store import read_master
 
 # the store's DuckDB types as Spark SQL types
 _SPARK_TYPES = {

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kam.serving.decision_tables import read_plan
 from kam.serving.i18n.messages import N_
 from kam.serving.scoring.planning import owner_summary, select_plan
 from kam.serving.state import ServingState
-from kam.serving.store import none_if_missing, read_plan
+from kam.serving.store import none_if_missing
 from kam.serving.web.cookies import page_role
 from kam.serving.web.render import page_context, render
 from kam.serving.web.signin import to_login

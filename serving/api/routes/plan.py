@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 
 from kam.serving.api.deps import StateDep, v1_router
 from kam.serving.api.problems import Problem
+from kam.serving.decision_tables import read_plan
 from kam.serving.scoring.planning import owner_summary, select_plan
-from kam.serving.store import none_if_missing, read_plan
+from kam.serving.store import none_if_missing
 
 router = v1_router()
 EMPTY_PLAN = ("the latest plan has no action: no recommended action has a saving the actions "

@@ -15,7 +15,7 @@ from kam.serving.decisions.conditions import Condition
 from kam.serving.decisions.drivers import NOT_ACTIONABLE, compute_drivers
 from kam.serving.decisions.phrasebook import PhrasebookError, load_phrasebook
 from kam.serving.decisions.vocabulary import CAUSES
-from kam.serving.scoring.batch import drivers_json
+from kam.serving.scoring.record_json import drivers_json
 from tests.world import World
 
 PHRASES = load_phrasebook()

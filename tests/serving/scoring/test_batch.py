@@ -20,14 +20,9 @@ from kam.serving.decisions.recommend import Recommendations, days_since_taken
 from kam.serving.decisions.stages import assign_tiers, tier_cutoffs
 from kam.serving.decisions.vocabulary import OWNERS, STAGES
 from kam.serving.record import MOMENT_FORMAT, RECORD, ActionRecommendation, Driver, formula_safe
-from kam.serving.scoring.batch import (
-    actions_json,
-    drivers_json,
-    export_scores,
-    score_accounts,
-    score_frame,
-)
+from kam.serving.scoring.batch import export_scores, score_accounts, score_frame
 from kam.serving.scoring.online import score_features, score_matrix
+from kam.serving.scoring.record_json import actions_json, drivers_json
 from kam.serving.store import SCORE_COLUMNS, none_if_missing, read_scores, write_scores
 from tests.world import World
 

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 
 from kam import cli
 from kam.features.store import connect
+from kam.serving.decision_tables import read_plan, write_effects
 from kam.serving.decisions.playbook import load_playbook
 from kam.serving.scoring.batch import score_accounts
-from kam.serving.store import read_plan, read_scores, write_effects, write_scores
+from kam.serving.store import read_scores, write_scores
 from tests.serving.web.test_web import USER_KEY, WebWorld, make_app, web_settings
 from tests.world import World
 
