@@ -26,8 +26,7 @@ UNITS: dict[str, dict[str, str]] = {"zh-CN": {"h": "小时", "visit": "次拜访
 
 def _in_language(item: dict[str, Any], state: ServingState, language: str) -> dict[str, Any]:
     """A plan row with the action's title in the page's language."""
-    actions = {a.id: a for a in state.playbook.actions}
-    action = actions.get(str(item.get("action_id")))
+    action = state.playbook.by_id.get(str(item.get("action_id")))
     if action is not None:
         item["title"] = action.said("title", language) or item.get("title")
     return item
