@@ -216,6 +216,7 @@ async def _soak(
     swaps: list[tuple[float, str, int | str]] = []
     started = time.monotonic()
     memory: dict[str, dict[int, float]] = {}
+    trace: list[tuple[float, dict[int, float]]] = []  # (seconds into the run, RSS by worker)
 
     async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": USER_KEY},
                                  limits=limits, timeout=30) as client:
@@ -256,6 +257,11 @@ async def _soak(
         async def sampler() -> None:
             await asyncio.sleep(min(60.0, args.duration / 2))
             memory["start"] = _rss_mb(pids)
+            # then every 10 s: growth that levels off (the allocator's warm-up) reads
+            # differently from growth with every swap (something kept per reload)
+            while time.monotonic() - started < args.duration:
+                await asyncio.sleep(10.0)
+                trace.append((time.monotonic() - started, _rss_mb(pids)))
 
         swapping = asyncio.create_task(swapper())
         sampling = asyncio.create_task(sampler())
@@ -280,9 +286,10 @@ async def _soak(
         await asyncio.gather(*(sender() for _ in range(args.connections)))
         not_sent = total - len(samples)
         swapping.cancel()
-        await sampling
+        sampling.cancel()
         memory["end"] = _rss_mb(pids)
-    return {"samples": samples, "swaps": swaps, "memory": memory, "not_sent": not_sent}
+    return {"samples": samples, "swaps": swaps, "memory": memory, "not_sent": not_sent,
+            "trace": trace}
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -299,8 +306,9 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> None:
     samples = [(due + latency, latency, kind, status) for due, latency, kind, status in samples]
     minutes = int(max(s[0] for s in samples) // 60) + 1
     rows = []
+    trace = result.get("trace", [])
     print(f"{'minute':>6} {'requests':>9} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'swap':>12}")
+          f"{'swap':>12}  workers' MB at the minute's end")
     for minute in range(minutes):
         mine = [s for s in samples if minute * 60 <= s[0] < (minute + 1) * 60]
         latencies = [s[1] * 1000 for s in mine]
@@ -314,10 +322,12 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> None:
             "p50_ms": round(_percentile(latencies, 0.5), 2),
             "p99_ms": round(_percentile(latencies, 0.99), 2),
             "swaps": swap,
+            "rss_mb": next((rss for t, rss in reversed(trace) if t < (minute + 1) * 60), {}),
         }
         rows.append(row)
+        rss = " ".join(f"{mb:.0f}" for _, mb in sorted(row["rss_mb"].items()))
         print(f"{row['minute']:>6} {row['requests']:>9,} {failed:>7} {row['p50_ms']:>8.1f} "
-              f"{row['p99_ms']:>8.1f} {' '.join(swap):>12}")
+              f"{row['p99_ms']:>8.1f} {' '.join(swap):>12}  {rss}")
     start, end = result["memory"].get("start", {}), result["memory"].get("end", {})
     growth = {
         pid: (end[pid] - start[pid]) / start[pid] * 100 for pid in start if pid in end
@@ -348,6 +358,7 @@ def _report(result: dict[str, Any], args: argparse.Namespace) -> None:
         "swaps": result["swaps"],
         "memory_mb": {"start": start, "end": end},
         "memory_growth_percent": growth,
+        "memory_trace": trace,
     }, indent=1, default=str))
 
 

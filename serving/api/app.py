@@ -35,13 +35,12 @@ from kam.serving.api.middleware import (
 from kam.serving.api.observability import Metrics, MetricsMiddleware
 from kam.serving.api.openapi import build_openapi
 from kam.serving.api.problems import install_problem_handlers
-from kam.serving.api.reload import reload_state, settle_heap
+from kam.serving.api.reload import load_on_loader, reload_state, settle_heap
 from kam.serving.api.routes import probes, v1
 from kam.serving.api.routes.scores import score_rows
 from kam.serving.api.workers import SETTINGS_ENV, follow_reloads, read_token, signal_path
 from kam.serving.scoring.microbatch import RowBatcher
 from kam.serving.settings import ServeSettings
-from kam.serving.state import load_state
 from kam.serving.web import routes as web
 from kam.serving.web.cookies import SessionSigner
 
@@ -78,7 +77,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.perf_counter()
-        state = load_state(settings)
+        state = load_on_loader(settings)
         app.state.serving = state
         metrics.observe_state(state)
         settled = settle_heap()

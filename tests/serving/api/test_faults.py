@@ -248,6 +248,28 @@ def test_a_replaced_mlflow_database_is_read_at_the_next_reload(
     assert served.post("/v1/admin/reload", headers=ADMIN).json()["model_version"] == "1"
 
 
+def test_every_load_runs_on_one_thread(
+    faults: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first load and every reload, from any request thread, allocate on the same thread,
+    so that a reload reuses the memory the state before last freed (see bench/soak.py)."""
+    import kam.serving.api.reload as reload_module
+
+    threads: list[str] = []
+    real = reload_module.load_state
+
+    def recording(settings: ServeSettings) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(settings)
+
+    monkeypatch.setattr(reload_module, "load_state", recording)
+    with TestClient(create_app(settings_for(faults))) as client:
+        reloads = [client.post("/v1/admin/reload", headers=ADMIN) for _ in range(3)]
+    assert [r.status_code for r in reloads] == [200, 200, 200]
+    assert len(threads) == 4 and len(set(threads)) == 1, threads
+    assert threads[0].startswith("kam-load") and threads[0] != threading.current_thread().name
+
+
 # ------------------------------------------------------------------------------------------------
 # The store, locked by a batch run; the snapshot, on a full disk
 # ------------------------------------------------------------------------------------------------
