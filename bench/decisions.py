@@ -8,13 +8,13 @@
 2. Estimates the actions' effects from the actions history (``kam effects``) and compares them
    with the true effects.
 3. Scores the book at the end of the data with those effects, and makes five plans at the same
-   capacity: (a) kam's plan (``kam plan``: the recommended actions with a supported saving,
-   chosen by the solver), (b) biggest accounts first (value at stake) and (c) highest risk first,
-   each with the playbook's first eligible action, (d) random eligible actions on random
-   accounts, (e) an oracle that knows the true hazards and effects (the same solver on the true
-   savings of every eligible action). Every plan takes at most one action per account and
-   stays within each owner's capacity; eligibility (tiers, triggers, cool-downs) is the
-   playbook's.
+   capacity: (a) kam's plan (``kam plan``: the recommended actions with a supported saving
+   chosen by the solver, then unproven ones on the capacity left), (b) biggest accounts first
+   (value at stake) and (c) highest risk first, each with the playbook's first eligible
+   action, (d) random eligible actions on random accounts, (e) an oracle that knows the true
+   hazards and effects (the same solver on the true savings of every eligible action). Every
+   plan takes at most one action per account and stays within each owner's capacity;
+   eligibility (tiers, triggers, cool-downs) is the playbook's.
 4. Values each plan on the truth: for each chosen action, the true reduction of the account's
    defection probability over the action's effect months (its true log-odds shift on the true
    monthly hazard of the cause it addresses, at the as_of month) x the account's true expected
@@ -201,11 +201,14 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
 
     compared = effects.assign(true_log_odds=effects["action"].map(true_effects["effect_log_odds"]))
     compared["true_relative"] = 1 - np.exp(compared["true_log_odds"])
+    # as the recommendations read it: a no_effect estimate in the action's favour is unproven
+    shown = dict(zip([a.id for a in playbook.actions], evidence.status, strict=True))
+    compared["evidence"] = compared["action"].map(shown)
     print("\neffects (relative: share of the treated accounts' risk removed; the true relative "
           "reduction is of the cause's hazard during the effect months)")
-    print(compared[["action", "status", "n_treated", "effect", "ci_low", "ci_high", "relative",
-                    "cause_share", "true_log_odds", "true_relative"]].round(3).to_string(
-                        index=False))
+    print(compared[["action", "status", "evidence", "n_treated", "effect", "ci_low", "ci_high",
+                    "relative", "cause_share", "true_log_odds", "true_relative"]]
+          .round(3).to_string(index=False))
 
     began = time.perf_counter()
     top, chance, n = _top_action_vs_truth(con, model, playbook, evidence, world)

@@ -61,15 +61,17 @@ class ActionRecommendation(BaseModel):
     expected_saving: float | None = Field(
         None,
         description="defection probability x value at stake x risk_reduction, minus the "
-        "action's cost; null unless the actions history supports its effect",
+        "action's cost; null unless the actions history supports its effect or its "
+        "estimate favours it (evidence: unproven)",
     )
     risk_reduction: float | None = Field(
         None, description="share of this account's defection risk the action removes"
     )
     evidence: str = Field(
         "untested",
-        description="what the actions history shows: helps (supported), no_effect, harms or "
-        "untested (too few or no comparable accounts)",
+        description="what the actions history shows: helps (supported), unproven (an "
+        "estimate in its favour whose interval includes zero), no_effect, harms or untested "
+        "(too few or no comparable accounts)",
     )
     effect: float | None = Field(
         None, description="change in defection probability among the accounts it was run on"

@@ -84,8 +84,10 @@ def plan(
 ) -> None:
     """Choose the accounts and actions that save the most within each owner's capacity.
 
-    From the latest scores' actions with a supported saving; at most one action
-    per account per owner; written to the store's plan table (GET /v1/plan, the
+    From the latest scores' actions with an expected saving: those the actions
+    history supports first, then unproven ones (an estimate in their favour, an
+    interval including zero) on the capacity left; at most one action per account
+    per owner; written to the store's plan table (GET /v1/plan, the
     page's plan view) and, with --out, to a file.
     """
     from kam.features.store import connect
@@ -129,12 +131,15 @@ def plan(
                       str(row.actions), f"{row.expected_saving:,.0f}")
     console.print(table)
     if made.candidates == 0:
-        console.print("[yellow]no action has a supported saving:[/] the actions history backs no "
-                      "action's effect yet (see kam effects), so the plan is empty")
+        console.print("[yellow]no action has a supported or unproven saving:[/] the actions "
+                      "history neither backs nor favours any action's effect yet (see kam "
+                      "effects), so the plan is empty")
     result = made.result
     proof = "proven optimal" if result.gap <= 1e-6 else f"within {result.gap:.2%} of the optimum"
+    unproven = int((made.rows["evidence"] == "unproven").sum())
     console.print(
-        f"{len(made.rows):,} actions from {made.candidates:,} candidates with a supported "
-        f"saving; total expected saving {result.total:,.0f} ({proof}, {result.seconds:.1f} s)"
+        f"{len(made.rows):,} actions ({len(made.rows) - unproven:,} supported, {unproven:,} "
+        f"unproven) from {made.candidates:,} candidates with a saving; total expected saving "
+        f"{result.total:,.0f} ({proof}, {result.seconds:.1f} s)"
         + (f"; written to {out}" if out else "")
     )

@@ -12,8 +12,13 @@ accounts it was measured on (an action against price competition does little for
 whose risk is all unresolved complaints), at most 1. The cost is the owner's time at its rate
 plus the action's own cost (:meth:`Playbook.action_cost`).
 
-Only an action whose effect the data supports (status ``helps``) has an expected saving; the
-others carry their status so that an untested action can be shown as such, never as zero.
+An action whose effect the data supports (status ``helps``) has an expected saving. So has an
+``unproven`` one: tested, its estimate favours it (fewer defections among the accounts it was
+run on), but its interval still includes zero; its saving is what the estimate gives if it
+holds, it ranks below every supported action and the plan gives it only the capacity the
+supported actions leave (:func:`kam.serving.scoring.planning.make_plan`). The others (``harms``,
+``no_effect`` with an estimate of no gain, ``untested``) carry their status so that an untested
+action can be shown as such, never as zero.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from kam.serving.decisions.vocabulary import CAUSES
 # An action the history never measured (no record, or too little data to estimate).
 UNTESTED = "untested"
 SUPPORTED = "helps"
+# tested, the estimate favours it, the interval includes zero
+UNPROVEN = "unproven"
 HARMFUL = "harms"
 # Statuses with no estimate behind them read as untested to a manager.
 _UNKNOWN = {"too_few", "no_overlap"}
@@ -43,7 +50,7 @@ class Evidence:
     Attributes
     ----------
     status
-        ``helps``, ``harms``, ``no_effect`` or ``untested``.
+        ``helps``, ``unproven``, ``harms``, ``no_effect`` or ``untested``.
     effect, effect_low, effect_high
         Change in defection probability among the treated and its interval (NaN: unknown).
     relative
@@ -71,6 +78,11 @@ class Evidence:
         return np.array([s == SUPPORTED for s in self.status], dtype=bool)
 
     @property
+    def favourable(self) -> np.ndarray:
+        """Actions with an expected saving: supported, or unproven."""
+        return np.array([s in (SUPPORTED, UNPROVEN) for s in self.status], dtype=bool)
+
+    @property
     def harmful(self) -> np.ndarray:
         return np.array([s == HARMFUL for s in self.status], dtype=bool)
 
@@ -91,7 +103,8 @@ def evidence_for(
     Returns
     -------
     Evidence
-        Actions without a record are ``untested``.
+        Actions without a record are ``untested``; a ``no_effect`` record whose estimate is a
+        reduction is ``unproven``.
     """
     by_action = {str(r["action"]): r for r in effects or ()}
     status: list[str] = []
@@ -100,9 +113,11 @@ def evidence_for(
     for action in playbook.actions:
         record = by_action.get(action.id)
         code = str(record["status"]) if record is not None else UNTESTED
-        status.append(UNTESTED if code in _UNKNOWN else code)
         for key, values in columns.items():
             values.append(_number(record.get(key)) if record is not None else math.nan)
+        if code == "no_effect" and columns["effect"][-1] < 0 and columns["relative"][-1] > 0:
+            code = UNPROVEN
+        status.append(UNTESTED if code in _UNKNOWN else code)
     accounts = np.nan_to_num(np.array(columns["n_treated"]), nan=0.0).astype(np.int64)
     return Evidence(
         status=tuple(status),
@@ -128,7 +143,7 @@ def _number(value: Any) -> float:
 def risk_reduction(evidence: Evidence, cause_strength: np.ndarray) -> np.ndarray:
     """(accounts x actions) relative risk reduction of each action for each account.
 
-    NaN for actions without a supported effect.
+    NaN for actions without a supported or unproven effect.
 
     Parameters
     ----------
@@ -146,13 +161,14 @@ def risk_reduction(evidence: Evidence, cause_strength: np.ndarray) -> np.ndarray
     # no drivers (or no share measured): the action's average reduction
     ratio = np.where(np.isfinite(ratio), ratio, 1.0)
     reduction = np.clip(evidence.relative[None, :] * ratio, 0.0, 1.0)
-    return np.where(evidence.supported[None, :], reduction, np.nan)
+    return np.where(evidence.favourable[None, :], reduction, np.nan)
 
 
 def expected_saving(
     evidence: Evidence, probability: np.ndarray, stake: np.ndarray, cause_strength: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(accounts x actions) expected saving and risk reduction; NaN where not supported.
+    """(accounts x actions) expected saving and risk reduction; NaN where neither supported nor
+    unproven.
 
     Parameters
     ----------
@@ -173,7 +189,7 @@ def saving_one(
     cause_strength: Sequence[float],
 ) -> tuple[float, float]:
     """One-row twin of :func:`expected_saving` for action ``a``: (saving, reduction)."""
-    if evidence.status[a] != SUPPORTED:
+    if evidence.status[a] not in (SUPPORTED, UNPROVEN):
         return math.nan, math.nan
     strength = [max(s, 0.0) for s in cause_strength]
     total = sum(strength)  # in order, as numpy adds a short row

@@ -36,7 +36,7 @@ from kam.serving.decisions.drivers import (
     driver_plan,
     join_phrases,
 )
-from kam.serving.decisions.evidence import Evidence, evidence_for, saving_one
+from kam.serving.decisions.evidence import SUPPORTED, Evidence, evidence_for, saving_one
 from kam.serving.decisions.phrasebook import Phrasebook, Phrasing, describe
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.decisions.recommend import (
@@ -404,7 +404,8 @@ def recommend_row(
         primary = drivers.cause_strength[plan.cause_index[a]]
         saving, reduction = saving_one(evidence, a, probability, stake, drivers.cause_strength)
         known = math.isfinite(saving)
-        ranked.append((0 if known else 1, -saving if known else 0.0, -primary, -score, a,
+        group = (0 if evidence.status[a] == SUPPORTED else 1) if known else 2
+        ranked.append((group, -saving if known else 0.0, -primary, -score, a,
                        reason_slot, saving, reduction))
     out: list[dict[str, Any]] = []
     for _, _, _, _, a, reason_slot, saving, reduction in sorted(ranked)[:max_actions]:

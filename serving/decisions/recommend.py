@@ -8,7 +8,9 @@ actions history does not show it raising defection. Up to three are kept per acc
 1. first the actions whose effect the history supports, by expected saving (defection
    probability x value at stake x the action's risk reduction for the account's cause mix,
    minus its cost; :mod:`kam.serving.decisions.evidence`);
-2. then the others (untested, or no effect the data can show), by how strongly the cause the
+2. then the unproven ones (an estimate in their favour whose interval includes zero), by the
+   expected saving their estimate gives;
+3. then the others (untested, or no gain the data can show), by how strongly the cause the
    action addresses drives the account's risk (the summed positive SHAP contributions of the
    features pointing to that cause), then by the contribution of the strongest driver that
    triggers it (0 for actions triggered by conditions alone), then by their position in the
@@ -236,9 +238,10 @@ def recommend(
         saving = reduction = np.full((n, n_actions), np.nan)
     else:
         saving, reduction = expected_saving(evidence, probability, stake, drivers.cause_strength)
-    # supported actions (with a saving) first, by saving; then the rest as before
+    # supported actions first, by saving; then unproven ones, by saving; then the rest as before
     ranked = np.isfinite(score) & np.isfinite(saving)
-    group = np.where(np.isfinite(score), np.where(ranked, 0, 1), 2)
+    proven = evidence.supported[None, :]
+    group = np.where(np.isfinite(score), np.where(ranked, np.where(proven, 0, 1), 2), 3)
     by_saving = np.where(ranked, saving, 0.0)
     position = np.broadcast_to(np.arange(n_actions), (n, n_actions))
     primary = np.where(np.isfinite(score), strength, -np.inf)

@@ -1,5 +1,11 @@
-"""Make the plan from the latest scores: the recommended actions with a supported saving, chosen
+"""Make the plan from the latest scores: the recommended actions with an expected saving, chosen
 within each owner's capacity (:mod:`kam.serving.decisions.plan`).
+
+Actions whose effect the history supports come first: the solver chooses among them alone.
+The capacity they leave (an owner none of the supported actions needs, hours left over) goes
+to unproven actions, those whose estimate favours them but whose interval includes zero, chosen
+by a second solve among them on what is left; each planned action says which it is
+(``evidence``), so that a manager can tell a backed action from a plausible one.
 
 Each scored account carries up to three recommended actions, each with its expected saving and
 evidence (``actions`` of the score record); those with an expected saving are the candidates.
@@ -10,12 +16,13 @@ The plan table has one row per chosen (account, action), with what the owner nee
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
+from kam.serving.decisions.evidence import SUPPORTED
 from kam.serving.decisions.plan import PlanResult, solve_plan
 from kam.serving.decisions.playbook import Playbook
 
@@ -41,6 +48,7 @@ PLAN_COLUMNS = (
     "effect_low",
     "effect_high",
     "evidence_accounts",
+    "evidence",
     "capacity",
     "as_of",
     "planned_at",
@@ -53,7 +61,7 @@ _PLAN_ONLY = ("capacity", "planned_at")
 _DAYS = ("due_date", "as_of", "planned_at")
 _COUNTS = ("evidence_accounts",)
 _TEXTS = ("owner", "account_id", "name", "region", "account_manager", "tier", "action_id",
-          "title", "cause", "unit")
+          "title", "cause", "unit", "evidence")
 PLAN_TYPES: dict[str, str] = {
     c: "datetime64[us]" if c in _DAYS else "Int64" if c in _COUNTS
     else "string" if c in _TEXTS else "float64"
@@ -131,6 +139,7 @@ def candidates(scores: pd.DataFrame, playbook: Playbook) -> pd.DataFrame:
                 "effect_low": item.get("effect_low"),
                 "effect_high": item.get("effect_high"),
                 "evidence_accounts": item.get("evidence_accounts"),
+                "evidence": item.get("evidence") or SUPPORTED,
                 "as_of": record.get("as_of"),
             })
     return pd.DataFrame(rows, columns=[c for c in PLAN_COLUMNS if c not in _PLAN_ONLY])
@@ -161,11 +170,7 @@ def make_plan(
     Plan
     """
     pool = candidates(scores, playbook)
-    result = solve_plan(
-        pool["account_id"].to_numpy(dtype=object), pool["owner"].to_numpy(dtype=object),
-        pool["cause"].to_numpy(dtype=object), pool["effort"].to_numpy(dtype=float),
-        pool["expected_saving"].to_numpy(dtype=float), capacity,
-    )
+    result = _solve_supported_first(pool, capacity)
     stamp = pd.Timestamp(planned_at or datetime.now(UTC))
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
@@ -180,6 +185,42 @@ def make_plan(
     chosen["as_of"] = pd.to_datetime(chosen["as_of"])
     rows = chosen.reset_index(drop=True)[list(PLAN_COLUMNS)].astype(PLAN_TYPES)
     return Plan(rows, dict(capacity), result, len(pool))
+
+
+def _solve_supported_first(pool: pd.DataFrame, capacity: dict[str, float]) -> PlanResult:
+    """The best plan of supported actions, then the best of unproven ones on what is left."""
+
+    def solve(part: np.ndarray, room: dict[str, float]) -> PlanResult:
+        found = solve_plan(
+            pool["account_id"].to_numpy(dtype=object)[part],
+            pool["owner"].to_numpy(dtype=object)[part],
+            pool["cause"].to_numpy(dtype=object)[part],
+            pool["effort"].to_numpy(dtype=float)[part],
+            pool["expected_saving"].to_numpy(dtype=float)[part], room,
+        )
+        return replace(found, chosen=part[found.chosen])
+
+    supported = pool["evidence"].to_numpy(dtype=object) == SUPPORTED
+    first = solve(np.flatnonzero(supported), capacity)
+    left = {o: max(c - first.used.get(o, 0.0), 0.0) for o, c in capacity.items()}
+    taken = pool.iloc[first.chosen]
+    # at most one action per account and owner, and per account and cause, across both solves
+    blocked = set(zip(taken["account_id"], taken["owner"], strict=True)) | set(
+        zip(taken["account_id"], taken["cause"], strict=True))
+    free = np.array([
+        (a, o) not in blocked and (a, c) not in blocked
+        for a, o, c in zip(pool["account_id"], pool["owner"], pool["cause"], strict=True)
+    ], dtype=bool)
+    second = solve(np.flatnonzero(~supported & free), left)
+    used = {o: first.used.get(o, 0.0) + second.used.get(o, 0.0) for o in capacity}
+    total = first.total + second.total
+    bound = first.bound + second.bound
+    return PlanResult(
+        chosen=np.concatenate([first.chosen, second.chosen]),
+        total=total, bound=bound, gap=(bound - total) / bound if bound > 0 else 0.0,
+        status=f"supported: {first.status}; unproven: {second.status}",
+        seconds=first.seconds + second.seconds, used=used,
+    )
 
 
 def select_plan(

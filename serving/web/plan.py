@@ -56,7 +56,7 @@ def plan_page(request: Request) -> Response:
     if rows.empty:
         context["problem"] = N_(
             "The latest plan has no action: no recommended action has a saving the actions "
-            "history supports (see kam effects)."
+            "history supports or favours (see kam effects)."
         )
         return render(request, "plan.html", context, status_code=404)
     try:

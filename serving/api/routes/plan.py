@@ -16,7 +16,7 @@ from kam.serving.store import none_if_missing
 
 router = v1_router()
 EMPTY_PLAN = ("the latest plan has no action: no recommended action has a saving the actions "
-              "history supports (kam effects)")
+              "history supports or favours (kam effects)")
 
 
 class PlanItem(BaseModel):
@@ -43,6 +43,12 @@ class PlanItem(BaseModel):
     effect_low: float | None = None
     effect_high: float | None = None
     evidence_accounts: int | None = Field(None, description="accounts the effect rests on")
+    evidence: str = Field(
+        "helps",
+        description="helps: the actions history supports the effect; unproven: its estimate "
+        "favours the action but the interval includes zero (planned only on capacity the "
+        "supported actions leave)",
+    )
 
 
 class OwnerLoad(BaseModel):

@@ -100,3 +100,51 @@ def test_nothing_worth_doing_gives_an_empty_plan() -> None:
     result = solve_plan(["a", "b"], ["AR", "AR"], ["x", "y"], np.array([1.0, 1.0]),
                         np.array([-5.0, np.nan]), {"AR": 10})
     assert len(result.chosen) == 0 and result.total == 0
+
+
+def _scored(account: str, *actions: tuple[str, float, str]) -> dict[str, object]:
+    """A score record whose recommended actions carry (action, saving, evidence)."""
+    import json
+
+    return {
+        "account_id": account, "name": account, "region": "East", "account_manager": "M1",
+        "tier": "A", "defection_probability": 0.5, "value_at_stake": 1e6, "as_of": "2025-12-31",
+        "actions": json.dumps([
+            {"action_id": a, "expected_saving": saving, "evidence": evidence,
+             "due_date": "2026-01-14", "effect": -0.02, "effect_low": -0.05,
+             "effect_high": 0.01 if evidence == "unproven" else -0.005,
+             "evidence_accounts": 100}
+            for a, saving, evidence in actions
+        ]),
+    }
+
+
+def test_the_plan_gives_unproven_actions_only_the_capacity_supported_ones_leave() -> None:
+    import pandas as pd
+
+    from kam.serving.scoring.planning import make_plan
+
+    scores = pd.DataFrame([
+        # SR has room for one quality RCA (16 h): the supported one, though it saves less
+        _scored("A1", ("quality_rca", 50_000.0, "helps")),
+        _scored("A2", ("quality_rca", 90_000.0, "unproven")),
+        # FR has no supported candidate: its hours go to the best unproven ones
+        _scored("A3", ("complaint_closure", 30_000.0, "unproven")),
+        _scored("A4", ("complaint_closure", 20_000.0, "unproven")),
+        _scored("A5", ("complaint_closure", 10_000.0, "unproven")),
+        # the supported action of A6 takes its account's cause (unmet needs) for both solves
+        _scored("A6", ("priority_supply", 5_000.0, "helps"),
+                ("business_review", 80_000.0, "unproven")),
+    ])
+    plan = make_plan(scores, PLAYBOOK, {"AR": 20.0, "SR": 20.0, "FR": 14.0,
+                                        "executive sponsor": 0.0})
+    chosen = dict(zip(plan.rows["account_id"] + ":" + plan.rows["action_id"],
+                      plan.rows["evidence"], strict=True))
+    assert chosen == {
+        "A1:quality_rca": "helps",
+        "A6:priority_supply": "helps",
+        "A3:complaint_closure": "unproven",
+        "A4:complaint_closure": "unproven",
+    }
+    assert plan.result.used["SR"] == 16.0 and plan.result.used["FR"] == 14.0
+    assert plan.result.total == pytest.approx(50_000 + 5_000 + 30_000 + 20_000)

@@ -367,12 +367,30 @@ def test_actions_are_ranked_by_expected_saving_with_their_evidence() -> None:
 def test_harmful_actions_are_never_recommended_and_untested_ones_say_so() -> None:
     ranked = _ranked([_effect("complaint_closure", status="harms", relative=-0.2)], 0.5, 1e6)
     assert "complaint_closure" not in [a["action_id"] for a in ranked]
-    no_effect = _ranked([_effect("complaint_closure", status="no_effect")], 0.5, 1e6)
+    no_gain = {**_effect("complaint_closure", status="no_effect", relative=-0.02),
+               "effect": 0.01, "ci_low": -0.02, "ci_high": 0.04}
+    no_effect = _ranked([no_gain], 0.5, 1e6)
     closure = next(a for a in no_effect if a["action_id"] == "complaint_closure")
     assert closure["evidence"] == "no_effect" and closure["expected_saving"] is None
     too_few = _ranked([_effect("complaint_closure", status="too_few")], 0.5, 1e6)
     closure = next(a for a in too_few if a["action_id"] == "complaint_closure")
     assert closure["evidence"] == "untested"
+
+
+def test_an_unproven_action_has_a_saving_but_never_outranks_a_supported_one() -> None:
+    # complaint closure: an estimate in its favour whose interval includes zero, and a larger
+    # reduction than the supported technical exchange, which still comes first
+    favoured = {**_effect("complaint_closure", status="no_effect", relative=0.6),
+                "ci_low": -0.08, "ci_high": 0.01}
+    ranked = _ranked([favoured, _effect("technical_exchange", relative=0.1)], 0.5, 1e6)
+    ids = [a["action_id"] for a in ranked]
+    closure = ranked[ids.index("complaint_closure")]
+    exchange = ranked[ids.index("technical_exchange")]
+    assert closure["evidence"] == "unproven" and exchange["evidence"] == "helps"
+    assert closure["expected_saving"] > exchange["expected_saving"] > 0
+    assert ids.index("technical_exchange") < ids.index("complaint_closure")
+    # and ahead of the untested ones, by the saving its estimate gives
+    assert all(a["evidence"] == "untested" for a in ranked[ids.index("complaint_closure") + 1:])
 
 
 def test_a_supported_action_costing_more_than_it_saves_has_a_negative_saving() -> None:

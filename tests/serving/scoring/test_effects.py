@@ -122,33 +122,45 @@ def test_scores_rank_supported_actions_by_saving_with_their_evidence(
     end = data_end(con)
     snapshot = build_snapshots(con, [end])
     con.disconnect()
-    # whatever the small world supports, make two actions supported for this check
+    # whatever the small world supports, make two actions supported and one unproven (an
+    # estimate in its favour, an interval including zero) for this check
     records = effects.to_dict("records")
     for r in records:
         if r["action"] in ("complaint_closure", "technical_exchange"):
             r.update(status="helps", effect=-0.04, ci_low=-0.07, ci_high=-0.01,
                      relative=0.35, cause_share=0.4, n_treated=150)
+        elif r["action"] == "quality_rca":
+            r.update(status="no_effect", effect=-0.02, ci_low=-0.05, ci_high=0.01,
+                     relative=0.2, cause_share=0.3, n_treated=120)
+        elif r["status"] == "no_effect":
+            r.update(effect=0.01, relative=-0.05)  # no gain: stays no_effect
     evidence = evidence_for(PLAYBOOK, records)
+    assert evidence.status[PLAYBOOK.actions.index(PLAYBOOK.by_id["quality_rca"])] == "unproven"
     frame = score_frame(snapshot, small_world.model(), as_of=end, evidence=evidence)
-    with_saving = 0
+    with_saving = unproven = 0
     for row in frame.itertuples():
         actions = json.loads(row.actions)
-        known = [a["expected_saving"] is not None for a in actions]
-        assert known == sorted(known, reverse=True), row.account_id
+        # supported actions with a saving, then unproven ones with a saving, then the rest
+        rank = [2 if a["expected_saving"] is None else 0 if a["evidence"] == "helps" else 1
+                for a in actions]
+        assert rank == sorted(rank), row.account_id
         for a in actions:
-            assert a["evidence"] in {"helps", "no_effect", "untested"}
+            assert a["evidence"] in {"helps", "unproven", "no_effect", "untested"}
+            if a["evidence"] not in {"helps", "unproven"}:
+                assert a["expected_saving"] is None
             if a["expected_saving"] is not None:
-                assert a["evidence"] == "helps" and a["evidence_accounts"] == 150
+                assert a["evidence_accounts"] == (150 if a["evidence"] == "helps" else 120)
                 at_risk = row.defection_probability * row.value_at_stake
                 cost = PLAYBOOK.action_cost(PLAYBOOK.by_id[a["action_id"]])
                 # the reduction is rounded to four digits in the record
                 assert a["expected_saving"] == pytest.approx(
                     at_risk * a["risk_reduction"] - cost, abs=at_risk * 5e-5 + 0.01)
+            unproven += a["evidence"] == "unproven"
         first = actions[0]["expected_saving"] if actions else None
         assert (pd.isna(row.first_action_saving) and first is None) or (
             row.first_action_saving == first)
-        with_saving += known[:1] == [True]
-    assert with_saving > 0
+        with_saving += rank[:1] == [0]
+    assert with_saving > 0 and unproven > 0
 
 
 @pytest.mark.slow
