@@ -205,10 +205,10 @@ def _solve_supported_first(pool: pd.DataFrame, capacity: dict[str, float]) -> Pl
     left = {o: max(c - first.used.get(o, 0.0), 0.0) for o, c in capacity.items()}
     taken = pool.iloc[first.chosen]
     # at most one action per account and owner, and per account and cause, across both solves
-    blocked = set(zip(taken["account_id"], taken["owner"], strict=True)) | set(
-        zip(taken["account_id"], taken["cause"], strict=True))
+    owners = set(zip(taken["account_id"], taken["owner"], strict=True))
+    causes = set(zip(taken["account_id"], taken["cause"], strict=True))
     free = np.array([
-        (a, o) not in blocked and (a, c) not in blocked
+        (a, o) not in owners and (a, c) not in causes
         for a, o, c in zip(pool["account_id"], pool["owner"], pool["cause"], strict=True)
     ], dtype=bool)
     second = solve(np.flatnonzero(~supported & free), left)
