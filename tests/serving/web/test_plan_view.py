@@ -221,6 +221,37 @@ def test_a_plan_with_no_supported_action_is_empty_and_says_why(
         assert "最新计划中没有行动" in chinese.text
 
 
+def test_a_plan_of_unproven_actions_says_so_in_the_api_and_the_page(
+    planned: dict[str, Any], small_world: World
+) -> None:
+    # every estimate in the actions' favour but none with an interval below zero
+    data = planned["root"] / "unproven"
+    data.mkdir()
+    shutil.copy(planned["unplanned"].removeprefix("duckdb:///"), data / "kam.duckdb")
+    store = f"duckdb:///{data / 'kam.duckdb'}"
+    effects = _effects().assign(status="no_effect", supported=False, effect=-0.03,
+                                ci_low=-0.07, ci_high=0.01, relative=0.3)
+    con = connect(store)
+    write_effects(con, effects)
+    write_scores(con, score_accounts(con, small_world.model()))
+    con.disconnect()
+    result = CliRunner().invoke(cli.app, ["plan", "--data", str(data), "--capacity", CAPACITY])
+    assert result.exit_code == 0, result.output
+    plan = read_plan(store)
+    assert plan is not None and len(plan) > 0 and set(plan["evidence"]) == {"unproven"}
+    assert f"({0} supported, {len(plan)} unproven)" in " ".join(result.output.split())
+    with TestClient(make_app(web_settings(planned["world"], store_url=store))) as fresh:
+        items = fresh.get("/v1/plan", headers=API).json()["items"]
+        assert {i["evidence"] for i in items} == {"unproven"}
+        fresh.post("/login", data={"key": USER_KEY, "next": "/"}, follow_redirects=False)
+        page = fresh.get("/plan").text
+        assert 'data-evidence="unproven"' in page and "unproven: " in page
+        assert "from unproven actions on capacity the supported ones leave" in page
+        assert "尚未证实" in fresh.get("/plan?lang=zh-CN").text
+        account = fresh.get(f"/accounts/{plan['account_id'].iloc[0]}?lang=en").text
+        assert "if the estimate holds" in account and "includes no change" in account
+
+
 def test_the_plan_view_shows_each_owner_with_capacity_used(client: Any,
                                                            planned: dict[str, Any]) -> None:
     page = client.get("/plan")
