@@ -94,7 +94,7 @@ def plan(
     from kam.serving.decision_tables import write_plan
     from kam.serving.decisions.plan import CapacityError, parse_capacity
     from kam.serving.decisions.playbook import PlaybookError, load_playbook
-    from kam.serving.scoring.planning import make_plan
+    from kam.serving.scoring.planning import make_plan, unproven_rows
     from kam.serving.settings import ServeSettings
     from kam.serving.snapshot import SnapshotError
     from kam.serving.store import read_scores
@@ -136,7 +136,7 @@ def plan(
                       "effects), so the plan is empty")
     result = made.result
     proof = "proven optimal" if result.gap <= 1e-6 else f"within {result.gap:.2%} of the optimum"
-    unproven = int((made.rows["evidence"] == "unproven").sum())
+    unproven = int(unproven_rows(made.rows).sum())
     console.print(
         f"{len(made.rows):,} actions ({len(made.rows) - unproven:,} supported, {unproven:,} "
         f"unproven) from {made.candidates:,} candidates with a saving; total expected saving "

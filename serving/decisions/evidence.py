@@ -38,7 +38,10 @@ UNTESTED = "untested"
 SUPPORTED = "helps"
 # tested, the estimate favours it, the interval includes zero
 UNPROVEN = "unproven"
+NO_EFFECT = "no_effect"
 HARMFUL = "harms"
+# The statuses with an expected saving.
+WITH_SAVING = (SUPPORTED, UNPROVEN)
 # Statuses with no estimate behind them read as untested to a manager.
 _UNKNOWN = {"too_few", "no_overlap"}
 
@@ -80,7 +83,7 @@ class Evidence:
     @property
     def favourable(self) -> np.ndarray:
         """Actions with an expected saving: supported, or unproven."""
-        return np.array([s in (SUPPORTED, UNPROVEN) for s in self.status], dtype=bool)
+        return np.array([s in WITH_SAVING for s in self.status], dtype=bool)
 
     @property
     def harmful(self) -> np.ndarray:
@@ -115,7 +118,7 @@ def evidence_for(
         code = str(record["status"]) if record is not None else UNTESTED
         for key, values in columns.items():
             values.append(_number(record.get(key)) if record is not None else math.nan)
-        if code == "no_effect" and columns["effect"][-1] < 0 and columns["relative"][-1] > 0:
+        if code == NO_EFFECT and columns["effect"][-1] < 0 and columns["relative"][-1] > 0:
             code = UNPROVEN
         status.append(UNTESTED if code in _UNKNOWN else code)
     accounts = np.nan_to_num(np.array(columns["n_treated"]), nan=0.0).astype(np.int64)
@@ -189,7 +192,7 @@ def saving_one(
     cause_strength: Sequence[float],
 ) -> tuple[float, float]:
     """One-row twin of :func:`expected_saving` for action ``a``: (saving, reduction)."""
-    if evidence.status[a] not in (SUPPORTED, UNPROVEN):
+    if evidence.status[a] not in WITH_SAVING:
         return math.nan, math.nan
     strength = [max(s, 0.0) for s in cause_strength]
     total = sum(strength)  # in order, as numpy adds a short row

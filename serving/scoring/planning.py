@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from kam.serving.decisions.evidence import SUPPORTED
+from kam.serving.decisions.evidence import SUPPORTED, UNPROVEN
 from kam.serving.decisions.plan import PlanResult, solve_plan
 from kam.serving.decisions.playbook import Playbook
 
@@ -221,6 +221,14 @@ def _solve_supported_first(pool: pd.DataFrame, capacity: dict[str, float]) -> Pl
         status=f"supported: {first.status}; unproven: {second.status}",
         seconds=first.seconds + second.seconds, used=used,
     )
+
+
+def unproven_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Which plan rows are unproven actions (a plan made before the ``evidence`` column held
+    supported actions only)."""
+    if "evidence" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return (rows["evidence"] == UNPROVEN).fillna(False).to_numpy(dtype=bool)
 
 
 def select_plan(

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from kam.serving.decision_tables import read_plan
 from kam.serving.i18n.messages import N_
-from kam.serving.scoring.planning import owner_summary, select_plan
+from kam.serving.scoring.planning import owner_summary, select_plan, unproven_rows
 from kam.serving.state import ServingState
 from kam.serving.store import none_if_missing
 from kam.serving.web.cookies import page_role
@@ -78,7 +78,7 @@ def plan_page(request: Request) -> Response:
     context.update({
         "groups": groups,
         "total": float(shown["expected_saving"].sum()),
-        "unproven_total": _unproven_total(shown),
+        "unproven_total": float(shown.loc[unproven_rows(shown), "expected_saving"].sum()),
         "count": len(shown),
         "plan_as_of": none_if_missing(rows["as_of"].iloc[0]),
         "planned_at": none_if_missing(rows["planned_at"].iloc[0]),
@@ -87,12 +87,3 @@ def plan_page(request: Request) -> Response:
         "owners": list(state.playbook.owners),
     })
     return render(request, "plan.html", context)
-
-
-def _unproven_total(rows: Any) -> float:
-    """The expected saving of the plan's unproven actions (a plan made before the evidence
-    column existed held supported actions only)."""
-    if "evidence" not in rows.columns:
-        return 0.0
-    unproven = (rows["evidence"] == "unproven").fillna(False).to_numpy(dtype=bool)
-    return float(rows.loc[unproven, "expected_saving"].sum())

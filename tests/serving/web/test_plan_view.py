@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,20 +192,29 @@ def test_no_plan_yet_is_a_404_saying_what_to_run(planned: dict[str, Any]) -> Non
     assert "run kam plan" in missing.json()["detail"]
 
 
-def test_a_plan_with_no_supported_action_is_empty_and_says_why(
-    planned: dict[str, Any], small_world: World
-) -> None:
-    # the small world's store with no effects: every action is untested, none has a saving
-    data = planned["root"] / "no-effects"
+def _replan(planned: dict[str, Any], small_world: World, name: str,
+            change: Callable[[Any], object]) -> tuple[str, Any]:
+    """A copy of the unplanned store with ``change`` made to its effects, rescored and planned
+    through the command line; returns the copy's URL and the command's result."""
+    data = planned["root"] / name
     data.mkdir()
     shutil.copy(planned["unplanned"].removeprefix("duckdb:///"), data / "kam.duckdb")
     store = f"duckdb:///{data / 'kam.duckdb'}"
     con = connect(store)
-    con.raw_sql("DROP TABLE action_effects")
+    change(con)
     write_scores(con, score_accounts(con, small_world.model()))
     con.disconnect()
     result = CliRunner().invoke(cli.app, ["plan", "--data", str(data), "--capacity", CAPACITY])
     assert result.exit_code == 0, result.output
+    return store, result
+
+
+def test_a_plan_with_no_supported_action_is_empty_and_says_why(
+    planned: dict[str, Any], small_world: World
+) -> None:
+    # the small world's store with no effects: every action is untested, none has a saving
+    store, result = _replan(planned, small_world, "no-effects",
+                            lambda con: con.raw_sql("DROP TABLE action_effects"))
     assert "no action has a supported or unproven saving" in " ".join(result.output.split())
     empty = read_plan(store)
     assert empty is not None and empty.empty
@@ -225,18 +235,10 @@ def test_a_plan_of_unproven_actions_says_so_in_the_api_and_the_page(
     planned: dict[str, Any], small_world: World
 ) -> None:
     # every estimate in the actions' favour but none with an interval below zero
-    data = planned["root"] / "unproven"
-    data.mkdir()
-    shutil.copy(planned["unplanned"].removeprefix("duckdb:///"), data / "kam.duckdb")
-    store = f"duckdb:///{data / 'kam.duckdb'}"
     effects = _effects().assign(status="no_effect", supported=False, effect=-0.03,
                                 ci_low=-0.07, ci_high=0.01, relative=0.3)
-    con = connect(store)
-    write_effects(con, effects)
-    write_scores(con, score_accounts(con, small_world.model()))
-    con.disconnect()
-    result = CliRunner().invoke(cli.app, ["plan", "--data", str(data), "--capacity", CAPACITY])
-    assert result.exit_code == 0, result.output
+    store, result = _replan(planned, small_world, "unproven",
+                            lambda con: write_effects(con, effects))
     plan = read_plan(store)
     assert plan is not None and len(plan) > 0 and set(plan["evidence"]) == {"unproven"}
     assert f"({0} supported, {len(plan)} unproven)" in " ".join(result.output.split())
