@@ -9,7 +9,9 @@ MLflow store; modules that need a world of their own (another size, seed or mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import shutil
+import sqlite3
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +109,38 @@ def shared_world(
         _WORLDS[key] = build_world(factory.mktemp(f"world{accounts}"), accounts, years=years,
                                    seed=seed)
     return _WORLDS[key]
+
+
+def copy_world(world: World, root: Path) -> World:
+    """A private copy of ``world`` under ``root`` (store, MLflow database and artifacts), for
+    tests that register, promote or damage what they were given; no retraining."""
+    shutil.copytree(world.root / "artifacts", root / "artifacts")
+    shutil.copy(world.root / "mlflow.db", root / "mlflow.db")
+    relocate(root / "mlflow.db", str(world.root), str(root))
+    data = root / "data"
+    data.mkdir()
+    shutil.copy(world.store_file, data / "kam.duckdb")
+    store = f"duckdb:///{data / 'kam.duckdb'}"
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    request = replace(world.request, store_url=store, tracking_uri=tracking,
+                      artifact_location=(root / "artifacts").as_uri())
+    return World(root, data, store, tracking, world.model_name, world.accounts, request,
+                 world.outcome)
+
+
+def relocate(database: Path, old: str, new: str) -> None:
+    """Point every path an MLflow database holds under ``old`` to ``new`` (a copied root)."""
+    con = sqlite3.connect(database)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in con.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if column[2].upper().startswith(("VARCHAR", "TEXT")):
+                    con.execute(
+                        f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                        f'WHERE "{column[1]}" LIKE ?',
+                        (old, new, f"%{old}%"),
+                    )
+        con.commit()
+    finally:
+        con.close()

@@ -8,6 +8,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from kam.models.scorer import Scorer
 from kam.training.metrics import (
@@ -15,6 +16,7 @@ from kam.training.metrics import (
     MIN_ROWS,
     bootstrap_ci,
     defection_metrics,
+    normalized_gini,
     value_metrics,
 )
 
@@ -200,12 +202,11 @@ def _btyd_columns(
         return empty
 
     def both(i: np.ndarray) -> dict[tuple[str, str], float]:
-        dm = defection_metrics(y[i], p[i], is_probability=True)
-        db = defection_metrics(y[i], q[i], is_probability=True)
-        vm, vb = value_metrics(value[i], v[i]), value_metrics(value[i], b[i])
+        # only the paired metrics: each resample scores both models, the rest would be waste
         return {
-            **{("defection", k): dm[k] - db[k] for k in dm if k in db},
-            **{("value", k): vm[k] - vb[k] for k in vm if k in vb},
+            ("defection", "roc_auc"): roc_auc_score(y[i], p[i]) - roc_auc_score(y[i], q[i]),
+            ("defection", "brier"): brier_score_loss(y[i], p[i]) - brier_score_loss(y[i], q[i]),
+            ("value", "gini"): normalized_gini(value[i], v[i]) - normalized_gini(value[i], b[i]),
         }
 
     whole = np.arange(len(y))

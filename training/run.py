@@ -102,6 +102,14 @@ def train_candidate(
         min_history=request.horizon if request.decline < 1 else Period(1, "month"),
     )
     say(training_plan.describe())
+    catalog = available(input_tables(con))
+    if request.features is not None:
+        # named before the snapshots are built: a typo should not cost their build
+        unknown = sorted(set(request.features) - {f.name for f in catalog})
+        if unknown:
+            raise ValueError(
+                f"unknown features {unknown}; available: {[f.name for f in catalog]}"
+            )
 
     say(f"building snapshots at {len(training_plan.all_as_of)} as_of dates")
     snapshots = build_snapshots(
@@ -112,12 +120,8 @@ def train_candidate(
         decline=request.decline,
     )
     snapshots = snapshots[snapshots["label_observed"].astype(bool)]
-    catalog = available(input_tables(con))
     names = [f.name for f in catalog if f.name in snapshots.columns]
     if request.features is not None:
-        unknown = sorted(set(request.features) - set(names))
-        if unknown:
-            raise ValueError(f"unknown features {unknown}; available: {names}")
         names = [n for n in names if n in request.features]
     families = {f.name: f.family for f in catalog}
     fingerprint = data_fingerprint(con)

@@ -18,38 +18,36 @@ from kam.models.registry import CHAMPION, alias_uri, load_model
 from kam.training.promote import DEFINITION_TAG, promote
 from kam.training.run import TEST_SNAPSHOT, TrainRequest, train_candidate
 from kam.training.splits import SplitError, plan_split
-from tests.world import build_world
-
-NAME = "kam-test"
+from tests.world import World, copy_world
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("training")
-    built = build_world(root, 600, years=5, seed=11, model_name=NAME, experiment="test")
-    root, store, tracking = built.root, built.store, built.tracking
-    request, outcome = built.request, built.outcome
+def trained(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The small world's trained model in a registry of its own: these tests promote it and
+    register more versions beside it."""
+    built = copy_world(small_world, tmp_path_factory.mktemp("training"))
     return {
-        "root": root,
-        "store": store,
-        "tracking": tracking,
-        "request": request,
-        "first": outcome,
+        "root": built.root,
+        "store": built.store,
+        "tracking": built.tracking,
+        "request": built.request,
+        "first": built.outcome,
+        "name": built.model_name,
     }
 
 
 def test_training_registers_a_version_that_becomes_champion(trained: dict) -> None:
     assert trained["first"].model_version == "1"
-    decision = promote(NAME, tracking_uri=trained["tracking"])
+    decision = promote(trained["name"], tracking_uri=trained["tracking"])
     assert decision.promoted, decision.reason
     assert "first champion" in decision.reason
-    described = MlflowClient(trained["tracking"]).get_model_version(NAME, "1")
+    described = MlflowClient(trained["tracking"]).get_model_version(trained["name"], "1")
     assert described.tags["horizon"] == "365d" and described.tags["decline"] == "0.5"
     assert described.tags["population"] == "order in last 365d"
     assert float(described.tags["defection_roc_auc"]) > 0.6
     assert "spends less than 0.5 x its revenue of the prior 365d" in described.description
     mlflow.set_tracking_uri(trained["tracking"])
-    assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    assert str(MlflowClient().get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
 
 
 def test_logged_metrics_beat_the_baselines(trained: dict) -> None:
@@ -95,13 +93,13 @@ def test_the_bundle_scores_through_pyfunc(trained: dict) -> None:
             run_id=run_id, artifact_path=TEST_SNAPSHOT
         )
     )
-    model = mlflow.pyfunc.load_model(f"models:/{NAME}/1")
+    model = mlflow.pyfunc.load_model(f"models:/{trained['name']}/1")
     inputs = model.metadata.get_input_schema().input_names()
     out = model.predict(frame[inputs].head(50))
     assert list(out.columns) == ["defection_probability", "value", "value_low", "value_high"]
     assert out["defection_probability"].between(0, 1).all()
     assert (out["value_low"] <= out["value"]).all() and (out["value"] <= out["value_high"]).all()
-    loaded = load_model(alias_uri(NAME), trained["tracking"])
+    loaded = load_model(alias_uri(trained["name"]), trained["tracking"])
     assert loaded.version == "1" and loaded.metrics["test_defection_roc_auc"] > 0.5
 
 
@@ -112,16 +110,16 @@ def test_promotion_refuses_a_worse_candidate(trained: dict) -> None:
     # candidate has not, so on the candidate's test accounts the champion wins
     earlier = trained["first"].plan.test_as_of - pd.Timedelta(days=365)
     outcome = train_candidate(replace(trained["request"], test_as_of=earlier))
-    decision = promote(NAME, tracking_uri=trained["tracking"])
+    decision = promote(trained["name"], tracking_uri=trained["tracking"])
     assert not decision.promoted
     assert decision.candidate_version == outcome.model_version
     assert "worse" in decision.reason
     assert decision.candidate["defection_pr_auc"] < decision.champion["defection_pr_auc"]
     mlflow.set_tracking_uri(trained["tracking"])
-    assert str(MlflowClient().get_model_version_by_alias(NAME, CHAMPION).version) == "1"
-    forced = promote(NAME, tracking_uri=trained["tracking"], force=True)
+    assert str(MlflowClient().get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
+    forced = promote(trained["name"], tracking_uri=trained["tracking"], force=True)
     assert forced.promoted and "forced" in forced.reason
-    MlflowClient().set_registered_model_alias(NAME, CHAMPION, "1")
+    MlflowClient().set_registered_model_alias(trained["name"], CHAMPION, "1")
 
 
 def test_promotion_refuses_another_definition_unless_told(trained: dict) -> None:
@@ -130,18 +128,18 @@ def test_promotion_refuses_another_definition_unless_told(trained: dict) -> None
     other = replace(trained["request"], features=("tenure_days", "region"), decline=0.7)
     version = train_candidate(other).model_version
     for force in (False, True):  # better or worse does not matter: they predict other things
-        decision = promote(NAME, tracking_uri=trained["tracking"], force=force)
+        decision = promote(trained["name"], tracking_uri=trained["tracking"], force=force)
         assert not decision.promoted
         assert "decline threshold 0.7 vs the champion's 0.5" in decision.reason
         assert "features dropped" in decision.reason and "--new-definition" in decision.reason
     client = MlflowClient(trained["tracking"])
-    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
-    decision = promote(NAME, tracking_uri=trained["tracking"], new_definition=True)
+    assert str(client.get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
+    decision = promote(trained["name"], tracking_uri=trained["tracking"], new_definition=True)
     assert decision.promoted
-    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == version
-    recorded = client.get_model_version(NAME, str(version)).tags[DEFINITION_TAG]
+    assert str(client.get_model_version_by_alias(trained["name"], CHAMPION).version) == version
+    recorded = client.get_model_version(trained["name"], str(version)).tags[DEFINITION_TAG]
     assert recorded.startswith("replaced version 1:") and "decline threshold" in recorded
-    client.set_registered_model_alias(NAME, CHAMPION, "1")
+    client.set_registered_model_alias(trained["name"], CHAMPION, "1")
 
 
 @pytest.mark.parametrize("horizon", ["365d", "26w", "6mo"])
@@ -171,7 +169,7 @@ def test_unknown_features_are_named(trained: dict) -> None:
 
 def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) -> None:
     """Behaviour: an account that stopped ordering long ago must not look safer than a fresh one."""
-    loaded = load_model(f"models:/{NAME}/1", trained["tracking"])
+    loaded = load_model(f"models:/{trained['name']}/1", trained["tracking"])
     mlflow.set_tracking_uri(trained["tracking"])
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
@@ -196,7 +194,7 @@ def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) 
 
 
 def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: dict) -> None:
-    loaded = load_model(f"models:/{NAME}/1", trained["tracking"])
+    loaded = load_model(f"models:/{trained['name']}/1", trained["tracking"])
     recorded = loaded.metadata
     assert recorded == trained["first"].metadata
     assert recorded.train_as_of is not None and recorded.backtest_train_as_of is not None

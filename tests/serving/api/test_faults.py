@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,7 +36,7 @@ from kam.serving.scoring.batch import score_accounts
 from kam.serving.settings import ServeSettings
 from kam.serving.snapshot import SnapshotError, snapshot_path
 from kam.serving.store import write_scores
-from tests.world import World
+from tests.world import World, copy_world
 
 USER_KEY = "faults-user-key-0123456789"
 ADMIN_KEY = "faults-admin-key-0123456789"
@@ -45,36 +44,12 @@ USER = {"X-API-Key": USER_KEY}
 ADMIN = {"X-API-Key": ADMIN_KEY}
 
 
-def _relocate(database: Path, old: str, new: str) -> None:
-    """Point every path an MLflow database holds under ``old`` to ``new`` (a copied root)."""
-    con = sqlite3.connect(database)
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            for column in con.execute(f'PRAGMA table_info("{table}")').fetchall():
-                if column[2].upper().startswith(("VARCHAR", "TEXT")):
-                    con.execute(
-                        f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
-                        f'WHERE "{column[1]}" LIKE ?',
-                        (old, new, f"%{old}%"),
-                    )
-        con.commit()
-    finally:
-        con.close()
-
-
 @pytest.fixture(scope="module")
 def faults(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A private copy of the small world's MLflow store and DuckDB store, with a champion
     and scores: the faults below damage it."""
-    root = tmp_path_factory.mktemp("faults")
-    shutil.copytree(small_world.root / "artifacts", root / "artifacts")
-    shutil.copy(small_world.root / "mlflow.db", root / "mlflow.db")
-    _relocate(root / "mlflow.db", str(small_world.root), str(root))
-    (root / "data").mkdir()
-    shutil.copy(small_world.store_file, root / "data" / "kam.duckdb")
-    tracking = f"sqlite:///{root / 'mlflow.db'}"
-    store = f"duckdb:///{root / 'data' / 'kam.duckdb'}"
+    copy = copy_world(small_world, tmp_path_factory.mktemp("faults"))
+    root, tracking, store = copy.root, copy.tracking, copy.store
     # the registry named explicitly: an earlier load may have set another one process-wide
     registry = MlflowClient(tracking, registry_uri=tracking)
     registry.set_registered_model_alias(small_world.model_name, CHAMPION, "1")
