@@ -14,7 +14,9 @@
    action, (d) random eligible actions on random accounts, (e) an oracle that knows the true
    hazards and effects (the same solver on the true savings of every eligible action). Every
    plan takes at most one action per account and stays within each owner's capacity;
-   eligibility (tiers, triggers, cool-downs) is the playbook's.
+   eligibility (tiers, triggers, cool-downs) is the playbook's. Two half-oracles tell which
+   estimate holds kam's plan back: kam's risks with the true effects, and the true risks of
+   each action's cause with kam's effects.
 4. Values each plan on the truth: for each chosen action, the true reduction of the account's
    defection probability over the action's effect months (its true log-odds shift on the true
    monthly hazard of the cause it addresses, at the as_of month) x the account's true expected
@@ -169,6 +171,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     plans["oracle (true hazards and effects)"] = true_saving.iloc[oracle.chosen][
         ["account_id", "action_id"]]
     _step(seconds, "plans", began)
+    plans.update(_what_limits(true_saving, effects, true_effects, stake, capacity))
 
     lookup = true_saving.set_index(["account_id", "action_id"])
     rows = []
@@ -235,8 +238,9 @@ def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.Dat
     rows = []
     for record in eligible[["account_id", "actions"]].itertuples():
         for item in json.loads(record.actions):
-            rows.append((record.account_id, item["action_id"]))
-    pairs = pd.DataFrame(rows, columns=["account_id", "action_id"])
+            rows.append((record.account_id, item["action_id"], item.get("expected_saving")))
+    pairs = pd.DataFrame(rows, columns=["account_id", "action_id", "estimated_saving"])
+    pairs["estimated_saving"] = pairs["estimated_saving"].astype(float)
     pairs["position"] = pairs["action_id"].map(order)
     pairs = pairs.sort_values(["account_id", "position"], kind="stable")
     by_id = playbook.by_id
@@ -256,6 +260,8 @@ def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.Dat
     treated = np.where(hazard > 0, treated, 0.0)
     # defection of that cause within the effect months, without and with the action
     reduction = (1 - (1 - hazard) ** span) - (1 - (1 - treated) ** span)
+    # the cause's defection probability over the effect months, without the action
+    pairs["true_cause_risk"] = 1 - (1 - hazard) ** span
     revenue = pairs["account_id"].map(at["expected_revenue"]).fillna(0.0).to_numpy() * 12
     pairs["true_saving"] = reduction * revenue
     causes = at[[f"hazard_{c}" for c in ("competitor_price", "unmet_needs",
@@ -263,6 +269,45 @@ def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.Dat
     top = causes.idxmax(axis=1).str.removeprefix("hazard_")
     pairs["top_cause"] = pairs["cause"] == pairs["account_id"].map(top)
     return pairs.reset_index(drop=True)
+
+
+def _what_limits(pairs: pd.DataFrame, effects: pd.DataFrame, true_effects: pd.DataFrame,
+                 stake: pd.DataFrame, capacity: dict[str, float]) -> dict[str, pd.DataFrame]:
+    """Two half-oracles that tell which of kam's estimates holds its plan back.
+
+    - kam's risks with the true effects: kam's expected savings, each scaled by the action's
+      true relative reduction over its estimated one;
+    - the true risks with kam's effects: the true defection probability of the action's cause
+      over its effect months x value at stake x kam's estimated reduction per unit of cause
+      share (relative reduction / cause share), less the cost.
+
+    Both among the actions kam gives a saving (supported or unproven), chosen by the same solver.
+    """
+    from kam.serving.decisions.plan import solve_plan
+
+    by_action = effects.set_index("action")
+    known = pairs[pairs["estimated_saving"].notna()]
+    action = known["action_id"]
+    true_relative = 1 - np.exp(action.map(true_effects["effect_log_odds"]).fillna(0.0))
+    per_share = action.map(by_action["relative"] / by_action["cause_share"])
+    value = known["account_id"].map(stake["value_at_stake"])
+    savings = {
+        "kam's risks, true effects": known["estimated_saving"] * true_relative
+        / action.map(by_action["relative"]),
+        "true risks, kam's effects": known["true_cause_risk"] * value * per_share
+        - known["cost"],
+    }
+    out = {}
+    for name, saving in savings.items():
+        ok = np.isfinite(saving.to_numpy(dtype=float))
+        rows, net = known[ok], saving[ok]
+        solved = solve_plan(
+            rows["account_id"].to_numpy(dtype=object), rows["owner"].to_numpy(dtype=object),
+            rows["cause"].to_numpy(dtype=object), rows["effort"].to_numpy(dtype=float),
+            net.to_numpy(dtype=float), capacity,
+        )
+        out[name] = rows.iloc[solved.chosen][["account_id", "action_id"]]
+    return out
 
 
 def _fill(ranked: pd.DataFrame, capacity: dict[str, float], playbook: Any) -> pd.DataFrame:
