@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all lint bench install
+.PHONY: demo test coverage test-all lint bench install
 
 install: $(VENV)/.installed
 
@@ -17,11 +17,17 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/kam demo
 
-# coverage follows the files where they lie (kam/features etc. are links to the top-level folders)
+# two workers, each test file whole on one of them (its module fixtures are built once)
+PYTEST_WORKERS ?= -n 2 --dist loadfile
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy kam
-	$(BIN)/pytest -m "not slow" --cov=kam --cov=features --cov=models --cov=training --cov=serving --cov-report=term:skip-covered
+	$(BIN)/pytest -m "not slow" $(PYTEST_WORKERS)
+
+# coverage follows the files where they lie (kam/features etc. are links to the top-level folders)
+coverage: install
+	$(BIN)/pytest -m "not slow" $(PYTEST_WORKERS) --cov=kam --cov=features --cov=models --cov=training --cov=serving --cov-report=term:skip-covered
 
 test-all: install
 	$(BIN)/pytest

@@ -19,7 +19,8 @@ S = TypeVar("S", bound=StoreSettings)
 
 def fail(message: str) -> NoReturn:
     """Print ``message`` as the command's one error line and exit with code 2."""
-    console.print(f"[bold red]error:[/] {message}")
+    # one line however long: a path broken across lines cannot be copied
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
