@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: simulated worlds, built once per run."""
+"""Fixtures shared by the whole suite (simulated worlds, built once per run) and the order the
+test files start in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,26 @@ import pytest
 
 from tests.spark_world import SparkWorld, build_spark_world
 from tests.world import LARGE_ACCOUNTS, SMALL_ACCOUNTS, World, shared_world
+
+# The files that take longest (each trains, starts servers or a JVM), started first: the test
+# workers take whole files in collection order, and one of these last would leave the other
+# worker idle while it finishes.
+LONGEST_FIRST = (
+    "tests/training/test_tracking_server.py",
+    "tests/notebooks/test_notebook.py",
+    "tests/training/test_training.py",
+    "tests/kam/test_project.py",
+    "tests/features/test_spark_parity.py",
+    "tests/serving/api/test_faults.py",
+    "tests/serving/api/test_api.py",
+    "tests/serving/scoring/test_spark.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")
