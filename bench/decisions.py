@@ -160,16 +160,8 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     one = shuffled.groupby("account_id", sort=False).head(1)
     plans["random eligible actions"] = _fill(one.assign(key=rng.random(len(one))), capacity,
                                              playbook)
-    from kam.serving.decisions.plan import solve_plan
-
-    net = true_saving["true_saving"] - true_saving["cost"]
-    oracle = solve_plan(
-        true_saving["account_id"].to_numpy(dtype=object),
-        true_saving["owner"].to_numpy(dtype=object), true_saving["cause"].to_numpy(dtype=object),
-        true_saving["effort"].to_numpy(dtype=float), net.to_numpy(dtype=float), capacity,
-    )
-    plans["oracle (true hazards and effects)"] = true_saving.iloc[oracle.chosen][
-        ["account_id", "action_id"]]
+    plans["oracle (true hazards and effects)"] = _solve(
+        true_saving, true_saving["true_saving"] - true_saving["cost"], capacity)
     _step(seconds, "plans", began)
     plans.update(_what_limits(true_saving, effects, true_effects, stake, capacity))
 
@@ -283,8 +275,6 @@ def _what_limits(pairs: pd.DataFrame, effects: pd.DataFrame, true_effects: pd.Da
 
     Both among the actions kam gives a saving (supported or unproven), chosen by the same solver.
     """
-    from kam.serving.decisions.plan import solve_plan
-
     by_action = effects.set_index("action")
     known = pairs[pairs["estimated_saving"].notna()]
     action = known["action_id"]
@@ -297,17 +287,22 @@ def _what_limits(pairs: pd.DataFrame, effects: pd.DataFrame, true_effects: pd.Da
         "true risks, kam's effects": known["true_cause_risk"] * value * per_share
         - known["cost"],
     }
-    out = {}
-    for name, saving in savings.items():
-        ok = np.isfinite(saving.to_numpy(dtype=float))
-        rows, net = known[ok], saving[ok]
-        solved = solve_plan(
-            rows["account_id"].to_numpy(dtype=object), rows["owner"].to_numpy(dtype=object),
-            rows["cause"].to_numpy(dtype=object), rows["effort"].to_numpy(dtype=float),
-            net.to_numpy(dtype=float), capacity,
-        )
-        out[name] = rows.iloc[solved.chosen][["account_id", "action_id"]]
-    return out
+    return {name: _solve(known, saving, capacity) for name, saving in savings.items()}
+
+
+def _solve(pairs: pd.DataFrame, net: pd.Series, capacity: dict[str, float]) -> pd.DataFrame:
+    """kam's solver on (account, action) pairs valued at ``net``; pairs without a value are
+    left out."""
+    from kam.serving.decisions.plan import solve_plan
+
+    ok = np.isfinite(net.to_numpy(dtype=float))
+    rows = pairs[ok]
+    solved = solve_plan(
+        rows["account_id"].to_numpy(dtype=object), rows["owner"].to_numpy(dtype=object),
+        rows["cause"].to_numpy(dtype=object), rows["effort"].to_numpy(dtype=float),
+        net[ok].to_numpy(dtype=float), capacity,
+    )
+    return rows.iloc[solved.chosen][["account_id", "action_id"]]
 
 
 def _fill(ranked: pd.DataFrame, capacity: dict[str, float], playbook: Any) -> pd.DataFrame:

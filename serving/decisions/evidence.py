@@ -118,7 +118,9 @@ def evidence_for(
         code = str(record["status"]) if record is not None else UNTESTED
         for key, values in columns.items():
             values.append(_number(record.get(key)) if record is not None else math.nan)
-        if code == NO_EFFECT and columns["effect"][-1] < 0 and columns["relative"][-1] > 0:
+        # the relative reduction is the effect over a positive counterfactual rate (NaN
+        # without one): it alone says whether the estimate favours the action
+        if code == NO_EFFECT and columns["relative"][-1] > 0:
             code = UNPROVEN
         status.append(UNTESTED if code in _UNKNOWN else code)
     accounts = np.nan_to_num(np.array(columns["n_treated"]), nan=0.0).astype(np.int64)

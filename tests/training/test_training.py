@@ -22,44 +22,37 @@ from tests.world import World, copy_world
 
 
 @pytest.fixture(scope="module")
-def trained(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
     """The small world's trained model in a registry of its own: these tests promote it and
     register more versions beside it."""
-    built = copy_world(small_world, tmp_path_factory.mktemp("training"))
-    return {
-        "root": built.root,
-        "store": built.store,
-        "tracking": built.tracking,
-        "request": built.request,
-        "first": built.outcome,
-        "name": built.model_name,
-    }
+    return copy_world(small_world, tmp_path_factory.mktemp("training"))
 
 
-def test_training_registers_a_version_that_becomes_champion(trained: dict) -> None:
-    assert trained["first"].model_version == "1"
-    decision = promote(trained["name"], tracking_uri=trained["tracking"])
+def test_training_registers_a_version_that_becomes_champion(trained: World) -> None:
+    assert trained.outcome.model_version == "1"
+    decision = promote(trained.model_name, tracking_uri=trained.tracking)
     assert decision.promoted, decision.reason
     assert "first champion" in decision.reason
-    described = MlflowClient(trained["tracking"]).get_model_version(trained["name"], "1")
+    described = MlflowClient(trained.tracking).get_model_version(trained.model_name, "1")
     assert described.tags["horizon"] == "365d" and described.tags["decline"] == "0.5"
     assert described.tags["population"] == "order in last 365d"
     assert float(described.tags["defection_roc_auc"]) > 0.6
     assert "spends less than 0.5 x its revenue of the prior 365d" in described.description
-    mlflow.set_tracking_uri(trained["tracking"])
-    assert str(MlflowClient().get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
+    mlflow.set_tracking_uri(trained.tracking)
+    champion = MlflowClient().get_model_version_by_alias(trained.model_name, CHAMPION)
+    assert str(champion.version) == "1"
 
 
-def test_logged_metrics_beat_the_baselines(trained: dict) -> None:
-    metrics = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.metrics
+def test_logged_metrics_beat_the_baselines(trained: World) -> None:
+    metrics = MlflowClient(trained.tracking).get_run(trained.outcome.run_id).data.metrics
     for name in ("defection_roc_auc", "defection_pr_auc", "value_spearman", "value_gini"):
         assert metrics[f"test_{name}"] > metrics[f"test_{name}_baseline"], name
     assert 0.6 < metrics["test_defection_roc_auc"] < 0.97
 
 
-def test_run_logs_card_plots_and_fingerprint(trained: dict) -> None:
-    client = MlflowClient(trained["tracking"])
-    run_id = trained["first"].run_id
+def test_run_logs_card_plots_and_fingerprint(trained: World) -> None:
+    client = MlflowClient(trained.tracking)
+    run_id = trained.outcome.run_id
     listed = {a.path for a in client.list_artifacts(run_id)}
     assert {"model_card.md", "plots", "evaluation", "data", "features"} <= listed
     plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
@@ -72,9 +65,9 @@ def test_run_logs_card_plots_and_fingerprint(trained: dict) -> None:
     assert int(params["data_orders_rows"]) > 0 and len(params["data_orders_hash"]) == 16
 
 
-def test_no_training_label_window_reaches_past_the_test_as_of(trained: dict) -> None:
-    params = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.params
-    plan = trained["first"].plan
+def test_no_training_label_window_reaches_past_the_test_as_of(trained: World) -> None:
+    params = MlflowClient(trained.tracking).get_run(trained.outcome.run_id).data.params
+    plan = trained.outcome.plan
     horizon = Period.parse(params["horizon"]).offset()
     test = pd.Timestamp(params["test_as_of"])
     assert pd.Timestamp(params["train_as_of_last"]) + horizon <= test
@@ -85,61 +78,62 @@ def test_no_training_label_window_reaches_past_the_test_as_of(trained: dict) -> 
         assert all(a + horizon <= fold.validation_as_of for a in fold.train_as_of)
 
 
-def test_the_bundle_scores_through_pyfunc(trained: dict) -> None:
-    mlflow.set_tracking_uri(trained["tracking"])
-    run_id = trained["first"].run_id
+def test_the_bundle_scores_through_pyfunc(trained: World) -> None:
+    mlflow.set_tracking_uri(trained.tracking)
+    run_id = trained.outcome.run_id
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=TEST_SNAPSHOT
         )
     )
-    model = mlflow.pyfunc.load_model(f"models:/{trained['name']}/1")
+    model = mlflow.pyfunc.load_model(f"models:/{trained.model_name}/1")
     inputs = model.metadata.get_input_schema().input_names()
     out = model.predict(frame[inputs].head(50))
     assert list(out.columns) == ["defection_probability", "value", "value_low", "value_high"]
     assert out["defection_probability"].between(0, 1).all()
     assert (out["value_low"] <= out["value"]).all() and (out["value"] <= out["value_high"]).all()
-    loaded = load_model(alias_uri(trained["name"]), trained["tracking"])
+    loaded = load_model(alias_uri(trained.model_name), trained.tracking)
     assert loaded.version == "1" and loaded.metrics["test_defection_roc_auc"] > 0.5
 
 
-def test_promotion_refuses_a_worse_candidate(trained: dict) -> None:
+def test_promotion_refuses_a_worse_candidate(trained: World) -> None:
     from dataclasses import replace
 
     # the same definition tested a year earlier: the champion has learnt from those labels, the
     # candidate has not, so on the candidate's test accounts the champion wins
-    earlier = trained["first"].plan.test_as_of - pd.Timedelta(days=365)
-    outcome = train_candidate(replace(trained["request"], test_as_of=earlier))
-    decision = promote(trained["name"], tracking_uri=trained["tracking"])
+    earlier = trained.outcome.plan.test_as_of - pd.Timedelta(days=365)
+    outcome = train_candidate(replace(trained.request, test_as_of=earlier))
+    decision = promote(trained.model_name, tracking_uri=trained.tracking)
     assert not decision.promoted
     assert decision.candidate_version == outcome.model_version
     assert "worse" in decision.reason
     assert decision.candidate["defection_pr_auc"] < decision.champion["defection_pr_auc"]
-    mlflow.set_tracking_uri(trained["tracking"])
-    assert str(MlflowClient().get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
-    forced = promote(trained["name"], tracking_uri=trained["tracking"], force=True)
+    mlflow.set_tracking_uri(trained.tracking)
+    champion = MlflowClient().get_model_version_by_alias(trained.model_name, CHAMPION)
+    assert str(champion.version) == "1"
+    forced = promote(trained.model_name, tracking_uri=trained.tracking, force=True)
     assert forced.promoted and "forced" in forced.reason
-    MlflowClient().set_registered_model_alias(trained["name"], CHAMPION, "1")
+    MlflowClient().set_registered_model_alias(trained.model_name, CHAMPION, "1")
 
 
-def test_promotion_refuses_another_definition_unless_told(trained: dict) -> None:
+def test_promotion_refuses_another_definition_unless_told(trained: World) -> None:
     from dataclasses import replace
 
-    other = replace(trained["request"], features=("tenure_days", "region"), decline=0.7)
+    other = replace(trained.request, features=("tenure_days", "region"), decline=0.7)
     version = train_candidate(other).model_version
     for force in (False, True):  # better or worse does not matter: they predict other things
-        decision = promote(trained["name"], tracking_uri=trained["tracking"], force=force)
+        decision = promote(trained.model_name, tracking_uri=trained.tracking, force=force)
         assert not decision.promoted
         assert "decline threshold 0.7 vs the champion's 0.5" in decision.reason
         assert "features dropped" in decision.reason and "--new-definition" in decision.reason
-    client = MlflowClient(trained["tracking"])
-    assert str(client.get_model_version_by_alias(trained["name"], CHAMPION).version) == "1"
-    decision = promote(trained["name"], tracking_uri=trained["tracking"], new_definition=True)
+    client = MlflowClient(trained.tracking)
+    assert str(client.get_model_version_by_alias(trained.model_name, CHAMPION).version) == "1"
+    decision = promote(trained.model_name, tracking_uri=trained.tracking, new_definition=True)
     assert decision.promoted
-    assert str(client.get_model_version_by_alias(trained["name"], CHAMPION).version) == version
-    recorded = client.get_model_version(trained["name"], str(version)).tags[DEFINITION_TAG]
+    assert str(client.get_model_version_by_alias(trained.model_name, CHAMPION).version) == version
+    recorded = client.get_model_version(trained.model_name, str(version)).tags[DEFINITION_TAG]
     assert recorded.startswith("replaced version 1:") and "decline threshold" in recorded
-    client.set_registered_model_alias(trained["name"], CHAMPION, "1")
+    client.set_registered_model_alias(trained.model_name, CHAMPION, "1")
 
 
 @pytest.mark.parametrize("horizon", ["365d", "26w", "6mo"])
@@ -160,20 +154,20 @@ def test_too_short_a_history_is_named() -> None:
         plan_split(pd.Timestamp("2025-01-01"), pd.Timestamp("2025-12-31"), Period(365, "day"))
 
 
-def test_unknown_features_are_named(trained: dict) -> None:
+def test_unknown_features_are_named(trained: World) -> None:
     from dataclasses import replace
 
     with pytest.raises(ValueError, match="no_such_feature"):
-        train_candidate(replace(trained["request"], features=("no_such_feature",)))
+        train_candidate(replace(trained.request, features=("no_such_feature",)))
 
 
-def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) -> None:
+def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: World) -> None:
     """Behaviour: an account that stopped ordering long ago must not look safer than a fresh one."""
-    loaded = load_model(f"models:/{trained['name']}/1", trained["tracking"])
-    mlflow.set_tracking_uri(trained["tracking"])
+    loaded = load_model(f"models:/{trained.model_name}/1", trained.tracking)
+    mlflow.set_tracking_uri(trained.tracking)
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=trained["first"].run_id, artifact_path=TEST_SNAPSHOT
+            run_id=trained.outcome.run_id, artifact_path=TEST_SNAPSHOT
         )
     )
     fresh = frame.nsmallest(40, "recency_days")
@@ -193,10 +187,10 @@ def test_probabilities_stay_ordered_by_recency_for_idle_accounts(trained: dict) 
     assert np.mean(p_idle) > np.mean(p_fresh)
 
 
-def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: dict) -> None:
-    loaded = load_model(f"models:/{trained['name']}/1", trained["tracking"])
+def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: World) -> None:
+    loaded = load_model(f"models:/{trained.model_name}/1", trained.tracking)
     recorded = loaded.metadata
-    assert recorded == trained["first"].metadata
+    assert recorded == trained.outcome.metadata
     assert recorded.train_as_of is not None and recorded.backtest_train_as_of is not None
     assert recorded.data_end is not None and recorded.test_as_of is not None
     horizon = recorded.horizon.offset()
@@ -206,7 +200,7 @@ def test_the_deployed_bundle_saw_labels_up_to_the_end_of_the_data(trained: dict)
     assert recorded.backtest_train_as_of.last + horizon <= recorded.test_as_of
     assert recorded.activity_window == Period(365, "day")
     assert recorded.fit is not None and recorded.fit.defection_trees > 0
-    params = MlflowClient(trained["tracking"]).get_run(trained["first"].run_id).data.params
+    params = MlflowClient(trained.tracking).get_run(trained.outcome.run_id).data.params
     assert params["deploy_train_as_of_last"] == str(recorded.train_as_of.last.date())
     assert params["population"] == "order in last 365d"
 
@@ -251,21 +245,21 @@ def test_a_one_year_book_trains_and_registers(tmp_path: Path) -> None:
     assert (scorer.defection_offset_feature is not None) == (outcome.fit.offset_weight > 0)
 
 
-def test_a_fixed_tree_shape_other_than_the_value_models_fits(trained: dict) -> None:
+def test_a_fixed_tree_shape_other_than_the_value_models_fits(trained: World) -> None:
     """A refit keeps the backtest's shape; the value models keep theirs whatever it is."""
     from kam.training.fit import FitOptions, fit_models, refit
     from kam.training.splits import SplitPlan
 
-    mlflow.set_tracking_uri(trained["tracking"])
+    mlflow.set_tracking_uri(trained.tracking)
     frame = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=trained["first"].run_id, artifact_path=TEST_SNAPSHOT
+            run_id=trained.outcome.run_id, artifact_path=TEST_SNAPSHOT
         )
     )
     as_of = pd.Timestamp(frame["as_of"].iloc[0])
     plan = SplitPlan(as_of, (as_of,), (), Period.parse("365d"))
-    names = list(trained["first"].fit.feature_names)
-    families = dict(trained["first"].fit.scorer.spec.families)
+    names = list(trained.outcome.fit.feature_names)
+    families = dict(trained.outcome.fit.scorer.spec.families)
     fit = fit_models(frame, plan, names, families, options=FitOptions(), capacity="medium",
                      calibration="sigmoid")
     assert fit.capacity == "medium" and fit.calibration == "sigmoid"
