@@ -14,14 +14,17 @@
    action, (d) random eligible actions on random accounts, (e) an oracle that knows the true
    hazards and effects (the same solver on the true savings of every eligible action). Every
    plan takes at most one action per account and stays within each owner's capacity;
-   eligibility (tiers, triggers, cool-downs) is the playbook's. Two half-oracles tell which
-   estimate holds kam's plan back: kam's risks with the true effects, and the true risks of
-   each action's cause with kam's effects.
+   eligibility (tiers, triggers, cool-downs) is the playbook's. Further plans tell what holds
+   kam's back (``bench/decisions_limits.py``): two half-oracles (kam's risks with the true
+   effects; the true risks of each action's cause with kam's effects) and two risk models
+   refit on the same snapshots, one on kam's label and one on the true defection onsets.
 4. Values each plan on the truth: for each chosen action, the true reduction of the account's
    defection probability over the action's effect months (its true log-odds shift on the true
    monthly hazard of the cause it addresses, at the as_of month) x the account's true expected
    revenue over a year. Prints the table and the ratios; writes ``bench/out/decisions.json``.
-5. Among true defectors in the top decile of value at risk at four quarterly as_of dates of the
+5. Estimates the effects again from the randomly assigned actions alone: what a randomised
+   trial of that size would tell.
+6. Among true defectors in the top decile of value at risk at four quarterly as_of dates of the
    last labelled year: how often the top action addresses the true cause, against a random
    pick of the tier's playbook actions.
 """
@@ -103,6 +106,14 @@ def _prepare(world: Path, args: argparse.Namespace, seconds: dict[str, float]
 
 def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
            seconds: dict[str, float]) -> dict[str, Any]:
+    from decisions_limits import (
+        half_oracles,
+        randomised_effects,
+        refit_risks,
+        solve,
+        true_effects_on_treated,
+    )
+
     from kam.features.snapshots import data_end
     from kam.features.store import connect
     from kam.models.registry import load_model
@@ -110,7 +121,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     from kam.serving.decisions.plan import parse_capacity
     from kam.serving.decisions.playbook import load_playbook
     from kam.serving.scoring.batch import label_settings, score_accounts
-    from kam.serving.scoring.effects import estimate_effects
+    from kam.serving.scoring.effects import effect_dates, estimate_effects
     from kam.serving.scoring.planning import make_plan
 
     version = (world / "trained").read_text().strip()
@@ -160,10 +171,15 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     one = shuffled.groupby("account_id", sort=False).head(1)
     plans["random eligible actions"] = _fill(one.assign(key=rng.random(len(one))), capacity,
                                              playbook)
-    plans["oracle (true hazards and effects)"] = _solve(
+    plans["oracle (true hazards and effects)"] = solve(
         true_saving, true_saving["true_saving"] - true_saving["cost"], capacity)
     _step(seconds, "plans", began)
-    plans.update(_what_limits(true_saving, effects, true_effects, stake, capacity))
+    plans.update(half_oracles(true_saving, effects, true_effects, stake, capacity))
+    began = time.perf_counter()
+    refits, spearman = refit_risks(con, model, true_saving, stake, capacity, truth,
+                                   pd.Timestamp(end))
+    plans.update(refits)
+    _step(seconds, "risks refit on the label and on the true onsets", began)
 
     lookup = true_saving.set_index(["account_id", "action_id"])
     rows = []
@@ -193,17 +209,32 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     }
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}x")
+    print("Spearman correlation of each refit risk with the true monthly hazard, accounts still "
+          "active: " + ", ".join(f"{k} {v:.3f}" for k, v in spearman.items()))
 
     compared = effects.assign(true_log_odds=effects["action"].map(true_effects["effect_log_odds"]))
     compared["true_relative"] = 1 - np.exp(compared["true_log_odds"])
+    dates = effect_dates(con, horizon)
+    compared["true_onset_change"] = compared["action"].map(
+        true_effects_on_treated(world, dates[0], dates[-1]))
     # as the recommendations read it: a no_effect estimate in the action's favour is unproven
     shown = dict(zip([a.id for a in playbook.actions], evidence.status, strict=True))
     compared["evidence"] = compared["action"].map(shown)
     print("\neffects (relative: share of the treated accounts' risk removed; the true relative "
-          "reduction is of the cause's hazard during the effect months)")
+          "reduction is of the cause's hazard during the effect months; true_onset_change: the "
+          "true change in the probability that a defection of the action's cause starts in "
+          "those months, over the accounts treated at the comparison dates)")
     print(compared[["action", "status", "evidence", "n_treated", "effect", "ci_low", "ci_high",
-                    "relative", "cause_share", "true_log_odds", "true_relative"]]
+                    "relative", "cause_share", "true_log_odds", "true_relative",
+                    "true_onset_change"]]
           .round(3).to_string(index=False))
+    began = time.perf_counter()
+    randomised = randomised_effects(con, model, playbook, world)
+    _step(seconds, "effects from the randomly assigned actions", began)
+    print("\nthe same estimator on the randomly assigned actions alone (no confounding; "
+          "what is left is noise)")
+    print(randomised[["action", "status", "n_treated", "effect", "ci_low", "ci_high",
+                      "relative"]].round(3).to_string(index=False))
 
     began = time.perf_counter()
     top, chance, n = _top_action_vs_truth(con, model, playbook, evidence, world)
@@ -217,6 +248,8 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
         "capacity": args.capacity, "plans": table.reset_index().to_dict("records"),
         "ratios": ratios, "top_action": {"share": top, "random": chance, "defectors": n},
         "effects": compared.drop(columns="summary").to_dict("records"),
+        "effects_randomised": randomised.drop(columns="summary").to_dict("records"),
+        "refit_risk_spearman": spearman,
         "solver": {"gap": kam.result.gap, "seconds": kam.result.seconds,
                    "candidates": kam.candidates},
         "seconds": seconds,
@@ -261,48 +294,6 @@ def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.Dat
     top = causes.idxmax(axis=1).str.removeprefix("hazard_")
     pairs["top_cause"] = pairs["cause"] == pairs["account_id"].map(top)
     return pairs.reset_index(drop=True)
-
-
-def _what_limits(pairs: pd.DataFrame, effects: pd.DataFrame, true_effects: pd.DataFrame,
-                 stake: pd.DataFrame, capacity: dict[str, float]) -> dict[str, pd.DataFrame]:
-    """Two half-oracles that tell which of kam's estimates holds its plan back.
-
-    - kam's risks with the true effects: kam's expected savings, each scaled by the action's
-      true relative reduction over its estimated one;
-    - the true risks with kam's effects: the true defection probability of the action's cause
-      over its effect months x value at stake x kam's estimated reduction per unit of cause
-      share (relative reduction / cause share), less the cost.
-
-    Both among the actions kam gives a saving (supported or unproven), chosen by the same solver.
-    """
-    by_action = effects.set_index("action")
-    known = pairs[pairs["estimated_saving"].notna()]
-    action = known["action_id"]
-    true_relative = 1 - np.exp(action.map(true_effects["effect_log_odds"]).fillna(0.0))
-    per_share = action.map(by_action["relative"] / by_action["cause_share"])
-    value = known["account_id"].map(stake["value_at_stake"])
-    savings = {
-        "kam's risks, true effects": known["estimated_saving"] * true_relative
-        / action.map(by_action["relative"]),
-        "true risks, kam's effects": known["true_cause_risk"] * value * per_share
-        - known["cost"],
-    }
-    return {name: _solve(known, saving, capacity) for name, saving in savings.items()}
-
-
-def _solve(pairs: pd.DataFrame, net: pd.Series, capacity: dict[str, float]) -> pd.DataFrame:
-    """kam's solver on (account, action) pairs valued at ``net``; pairs without a value are
-    left out."""
-    from kam.serving.decisions.plan import solve_plan
-
-    ok = np.isfinite(net.to_numpy(dtype=float))
-    rows = pairs[ok]
-    solved = solve_plan(
-        rows["account_id"].to_numpy(dtype=object), rows["owner"].to_numpy(dtype=object),
-        rows["cause"].to_numpy(dtype=object), rows["effort"].to_numpy(dtype=float),
-        net[ok].to_numpy(dtype=float), capacity,
-    )
-    return rows.iloc[solved.chosen][["account_id", "action_id"]]
 
 
 def _fill(ranked: pd.DataFrame, capacity: dict[str, float], playbook: Any) -> pd.DataFrame:
