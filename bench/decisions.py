@@ -16,8 +16,9 @@
    plan takes at most one action per account and stays within each owner's capacity;
    eligibility (tiers, triggers, cool-downs) is the playbook's. Further plans tell what holds
    kam's back (``bench/decisions_limits.py``): two half-oracles (kam's risks with the true
-   effects; the true risks of each action's cause with kam's effects) and two risk models
-   refit on the same snapshots, one on kam's label and one on the true defection onsets.
+   effects; the true risks of each action's cause with kam's effects) and three risk models
+   refit on the same snapshots: on kam's label, on the true defection onsets and on the true
+   hazard.
 4. Values each plan on the truth: for each chosen action, the true reduction of the account's
    defection probability over the action's effect months (its true log-odds shift on the true
    monthly hazard of the cause it addresses, at the as_of month) x the account's true expected
@@ -179,7 +180,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     refits, spearman = refit_risks(con, model, true_saving, stake, capacity, truth,
                                    pd.Timestamp(end))
     plans.update(refits)
-    _step(seconds, "risks refit on the label and on the true onsets", began)
+    _step(seconds, "risks refit on the label, the true onsets and the true hazard", began)
 
     lookup = true_saving.set_index(["account_id", "action_id"])
     rows = []

@@ -149,7 +149,8 @@ def randomised_effects(con: Any, model: Any, playbook: Any, world: Path) -> pd.D
 
     The estimator, its comparison dates and its labels are kam's; only the history differs: the
     actions the simulator assigned at random, which ignore every signal, so confounding cannot
-    bias them and what is left is the data's noise.
+    bias them and what is left is the data's noise. Accounts the team targeted with the same
+    action count as untreated here, which can only pull an estimate towards zero.
     """
     import ibis
 
