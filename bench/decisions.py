@@ -108,6 +108,7 @@ def _prepare(world: Path, args: argparse.Namespace, seconds: dict[str, float]
 def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
            seconds: dict[str, float]) -> dict[str, Any]:
     from decisions_limits import (
+        RANDOMISED_EFFECTS,
         half_oracles,
         randomised_effects,
         refit_risks,
@@ -115,8 +116,8 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
         true_effects_on_treated,
     )
 
-    from kam.features.snapshots import data_end
-    from kam.features.store import connect
+    from kam.features.snapshots import build_snapshots, data_end
+    from kam.features.store import connect, one_thread
     from kam.models.registry import load_model
     from kam.serving.decisions.evidence import evidence_for
     from kam.serving.decisions.plan import parse_capacity
@@ -134,13 +135,20 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     true_effects = pd.read_parquet(truth / "action_effects.parquet").set_index("action")
 
     con = connect(store, read_only=True)
+    one_thread(con)  # every refit and snapshot below repeats run to run, as training does
     cached = world / "effects.parquet"
+    snapshots = None  # the effects' comparison snapshots, built once if either estimate needs them
+    if not cached.exists() or not (world / RANDOMISED_EFFECTS).exists():
+        began = time.perf_counter()
+        snapshots = build_snapshots(con, effect_dates(con, horizon), horizon=horizon,
+                                    activity_window=window, decline=decline)
+        _step(seconds, "snapshots at the effects' comparison dates", began)
     if cached.exists():
         effects = pd.read_parquet(cached)
     else:
         began = time.perf_counter()
         effects = estimate_effects(con, model.scorer, horizon=horizon, activity_window=window,
-                                   decline=decline, playbook=playbook)
+                                   decline=decline, playbook=playbook, snapshots=snapshots)
         effects.to_parquet(cached)
         _step(seconds, "effects", began)
     evidence = evidence_for(playbook, effects.to_dict("records"))
@@ -151,9 +159,8 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
                               max_actions=len(playbook.actions))
     _step(seconds, "score (twice: top three, every eligible action)", began)
 
-    months = pd.read_parquet(truth / "account_months.parquet")
-    month = pd.Timestamp(end).to_period("M").to_timestamp()
-    at = months[months["month"] == month].set_index("account_id")
+    months = pd.read_parquet(truth / "account_months.parquet").set_index(["account_id", "month"])
+    at = months.xs(pd.Timestamp(end).to_period("M").to_timestamp(), level="month")
     true_saving = _true_savings(eligible, at, true_effects, playbook)
 
     began = time.perf_counter()
@@ -177,7 +184,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     _step(seconds, "plans", began)
     plans.update(half_oracles(true_saving, effects, true_effects, stake, capacity))
     began = time.perf_counter()
-    refits, spearman = refit_risks(con, model, true_saving, stake, capacity, truth,
+    refits, spearman = refit_risks(con, model, true_saving, stake, capacity, truth, months,
                                    pd.Timestamp(end))
     plans.update(refits)
     _step(seconds, "risks refit on the label, the true onsets and the true hazard", began)
@@ -217,7 +224,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     compared["true_relative"] = 1 - np.exp(compared["true_log_odds"])
     dates = effect_dates(con, horizon)
     compared["true_onset_change"] = compared["action"].map(
-        true_effects_on_treated(world, dates[0], dates[-1]))
+        true_effects_on_treated(world, months, dates[0], dates[-1]))
     # as the recommendations read it: a no_effect estimate in the action's favour is unproven
     shown = dict(zip([a.id for a in playbook.actions], evidence.status, strict=True))
     compared["evidence"] = compared["action"].map(shown)
@@ -230,7 +237,7 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
                     "true_onset_change"]]
           .round(3).to_string(index=False))
     began = time.perf_counter()
-    randomised = randomised_effects(con, model, playbook, world)
+    randomised = randomised_effects(model, playbook, world, snapshots)
     _step(seconds, "effects from the randomly assigned actions", began)
     print("\nthe same estimator on the randomly assigned actions alone (no confounding; "
           "what is left is noise)")
@@ -260,6 +267,8 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
 def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.DataFrame,
                   playbook: Any) -> pd.DataFrame:
     """Every eligible (account, action) with its true saving, in each account's playbook order."""
+    from decisions_limits import shifted
+
     order = {a.id: i for i, a in enumerate(playbook.actions)}
     rows = []
     for record in eligible[["account_id", "actions"]].itertuples():
@@ -281,9 +290,7 @@ def _true_savings(eligible: pd.DataFrame, at: pd.DataFrame, true_effects: pd.Dat
         mine = (pairs["cause"] == cause).to_numpy()
         hazard[mine] = pairs.loc[mine, "account_id"].map(at[f"hazard_{cause}"]).fillna(0.0)
     hazard = np.clip(hazard, 0.0, 1 - 1e-12)
-    logit = np.log(np.maximum(hazard, 1e-300) / (1 - hazard))
-    treated = 1 / (1 + np.exp(-(logit + effect)))
-    treated = np.where(hazard > 0, treated, 0.0)
+    treated = shifted(hazard, effect)
     # defection of that cause within the effect months, without and with the action
     reduction = (1 - (1 - hazard) ** span) - (1 - (1 - treated) ** span)
     # the cause's defection probability over the effect months, without the action

@@ -24,6 +24,15 @@ import pandas as pd
 
 # The effect months of the simulator's actions: the window the onset risk is measured over
 ONSET_MONTHS = 6
+# where the effects from the randomly assigned actions are kept, in the world's folder
+RANDOMISED_EFFECTS = "effects-random.parquet"
+
+
+def shifted(hazard: np.ndarray, log_odds: np.ndarray) -> np.ndarray:
+    """``hazard`` moved by ``log_odds`` on the logit scale (how an action acts in the
+    simulator); a zero hazard stays zero."""
+    logit = np.log(np.maximum(hazard, 1e-300) / (1 - hazard))
+    return np.where(hazard > 0, 1 / (1 + np.exp(-(logit + log_odds))), 0.0)
 
 
 def solve(pairs: pd.DataFrame, net: pd.Series, capacity: dict[str, float]) -> pd.DataFrame:
@@ -67,8 +76,8 @@ def half_oracles(pairs: pd.DataFrame, effects: pd.DataFrame, true_effects: pd.Da
 
 
 def refit_risks(con: Any, model: Any, pairs: pd.DataFrame, stake: pd.DataFrame,
-                capacity: dict[str, float], truth: Path, end: pd.Timestamp
-                ) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
+                capacity: dict[str, float], truth: Path, months: pd.DataFrame,
+                end: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Plans from three risk models refit at quarterly as_of dates of the model's training range.
 
     All use the registered model's features, tree shape, number of trees and offset; they learn
@@ -77,22 +86,20 @@ def refit_risks(con: Any, model: Any, pairs: pd.DataFrame, stake: pd.DataFrame,
     Each plan scales kam's expected savings by the refit risk over kam's risk (the value at
     stake and the effects stay kam's).
 
-    Returns the plans and, for each risk, its Spearman correlation with the true monthly
-    hazard over the accounts still active at ``end``.
+    ``months`` is the truth's account months indexed by (account_id, month). Returns the plans
+    and, for each risk, its Spearman correlation with the true monthly hazard over the accounts
+    still active at ``end``.
     """
     import lightgbm as lgb
     from scipy.stats import spearmanr
 
     from kam.features.snapshots import build_snapshots
     from kam.serving.scoring.batch import label_settings
-    from kam.training.fit.boosting import tree_shape
+    from kam.training.fit.boosting import booster_params, tree_shape
     from kam.training.fit.options import FitOptions
 
     meta = model.metadata
     horizon, window, decline = label_settings(meta)
-    # as training does: DuckDB's parallel float sums differ in their last digits run to run,
-    # and the trees' split points with them (two runs gave plans 0.3-0.6M apart)
-    con.raw_sql("SET threads = 1")
     dates = list(pd.date_range(meta.train_as_of.first, meta.train_as_of.last, freq="QE"))
     frames = build_snapshots(con, [*dates, end], horizon=horizon, activity_window=window,
                              decline=decline)
@@ -101,7 +108,6 @@ def refit_risks(con: Any, model: Any, pairs: pd.DataFrame, stake: pd.DataFrame,
     onset = train["account_id"].map(
         pd.read_parquet(truth / "defections.parquet").set_index("account_id")["onset_month"])
     as_of = pd.to_datetime(train["as_of"])
-    months = pd.read_parquet(truth / "account_months.parquet").set_index(["account_id", "month"])
     latent = months["hazard"].reindex(pd.MultiIndex.from_arrays(
         [train["account_id"], as_of.dt.to_period("M").dt.to_timestamp()])).fillna(0.0)
     labels = {
@@ -116,12 +122,8 @@ def refit_risks(con: Any, model: Any, pairs: pd.DataFrame, stake: pd.DataFrame,
     scorer = model.scorer
     x, x_now = scorer.spec.matrix(train), scorer.spec.matrix(now.reset_index())
     offset, offset_now = scorer.defection_offset(x), scorer.defection_offset(x_now)
-    params = {
-        "learning_rate": FitOptions().learning_rate,
-        "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
-        "seed": 0, "deterministic": True, "num_threads": 1, "verbosity": -1,
-        **tree_shape(meta.fit.capacity, len(train)),
-    }
+    # kam's own parameters (one thread, seed 0) with the registered model's tree shape
+    params = booster_params(tree_shape(meta.fit.capacity, len(train)), FitOptions())
     at = months.xs(end.to_period("M").to_timestamp(), level="month")
     active = now.index.map(at["state"]).to_numpy() == "active"
     hazard = now.index.map(at["hazard"]).to_numpy(dtype=float)
@@ -144,8 +146,10 @@ def refit_risks(con: Any, model: Any, pairs: pd.DataFrame, stake: pd.DataFrame,
     return plans, spearman
 
 
-def randomised_effects(con: Any, model: Any, playbook: Any, world: Path) -> pd.DataFrame:
-    """kam's effect estimates from the randomly assigned actions alone (cached under ``world``).
+def randomised_effects(model: Any, playbook: Any, world: Path,
+                       snapshots: pd.DataFrame | None) -> pd.DataFrame:
+    """kam's effect estimates from the randomly assigned actions alone (cached under ``world``),
+    on ``snapshots``: the labelled snapshots at the effects' comparison dates (None once cached).
 
     The estimator, its comparison dates and its labels are kam's; only the history differs: the
     actions the simulator assigned at random, which ignore every signal, so confounding cannot
@@ -154,20 +158,19 @@ def randomised_effects(con: Any, model: Any, playbook: Any, world: Path) -> pd.D
     """
     import ibis
 
-    from kam.features.snapshots import build_snapshots
     from kam.serving.scoring.batch import label_settings
-    from kam.serving.scoring.effects import effect_dates, estimate_effects
+    from kam.serving.scoring.effects import estimate_effects
 
-    cached = world / "effects-random.parquet"
+    cached = world / RANDOMISED_EFFECTS
     if cached.exists():
         return pd.read_parquet(cached)
+    if snapshots is None:
+        raise ValueError(f"no {cached} yet: the comparison snapshots are needed to estimate it")
     horizon, window, decline = label_settings(model.metadata)
     actions = pd.read_parquet(world / "data" / "actions.parquet")
     assigned = pd.read_parquet(world / "data" / "truth" / "action_assignments.parquet")
     random = actions.merge(assigned[["action_id", "assignment"]], on="action_id")
     random = random[random["assignment"] == "random"]
-    snapshots = build_snapshots(con, effect_dates(con, horizon), horizon=horizon,
-                                activity_window=window, decline=decline)
     history = ibis.duckdb.connect()
     history.create_table("actions", random[["account_id", "taken_at", "action"]])
     found = estimate_effects(history, model.scorer, horizon=horizon, activity_window=window,
@@ -177,7 +180,8 @@ def randomised_effects(con: Any, model: Any, playbook: Any, world: Path) -> pd.D
     return found
 
 
-def true_effects_on_treated(world: Path, first: pd.Timestamp, last: pd.Timestamp) -> pd.Series:
+def true_effects_on_treated(world: Path, months: pd.DataFrame, first: pd.Timestamp,
+                            last: pd.Timestamp) -> pd.Series:
     """Per action, the true change (in probability) of a defection of its cause starting in
     the effect months after it was taken, averaged over the actions taken in [first, last].
 
@@ -192,7 +196,6 @@ def true_effects_on_treated(world: Path, first: pd.Timestamp, last: pd.Timestamp
     actions = pd.read_parquet(world / "data" / "actions.parquet",
                               columns=["account_id", "taken_at", "action"])
     actions = actions[actions["taken_at"].between(first, last)].reset_index(drop=True)
-    months = pd.read_parquet(truth / "account_months.parquet").set_index(["account_id", "month"])
     cause = actions["action"].map(effects["cause"])
     shift = actions["action"].map(effects["effect_log_odds"]).fillna(0.0).to_numpy()
     span = actions["action"].map(effects["effect_months"]).fillna(ONSET_MONTHS).to_numpy()
@@ -207,8 +210,7 @@ def true_effects_on_treated(world: Path, first: pd.Timestamp, last: pd.Timestamp
             mine = (cause == name).to_numpy()
             hazard[mine] = months[f"hazard_{name}"].reindex(where[mine]).fillna(0.0).to_numpy()
         hazard = np.clip(hazard, 0.0, 1 - 1e-12)
-        logit = np.log(np.maximum(hazard, 1e-300) / (1 - hazard)) - shift
-        counterfactual = np.where(hazard > 0, 1 / (1 + np.exp(-logit)), 0.0)
+        counterfactual = shifted(hazard, -shift)  # the recorded hazards carry the action
         live = k <= span
         with_action *= np.where(live, 1 - hazard, 1.0)
         without *= np.where(live, 1 - counterfactual, 1.0)

@@ -116,7 +116,7 @@ def copy_world(world: World, root: Path) -> World:
     tests that register, promote or damage what they were given; no retraining."""
     shutil.copytree(world.root / "artifacts", root / "artifacts")
     shutil.copy(world.root / "mlflow.db", root / "mlflow.db")
-    relocate(root / "mlflow.db", str(world.root), str(root))
+    _relocate(root / "mlflow.db", str(world.root), str(root))
     data = root / "data"
     data.mkdir()
     shutil.copy(world.store_file, data / "kam.duckdb")
@@ -128,7 +128,7 @@ def copy_world(world: World, root: Path) -> World:
                  world.outcome)
 
 
-def relocate(database: Path, old: str, new: str) -> None:
+def _relocate(database: Path, old: str, new: str) -> None:
     """Point every path an MLflow database holds under ``old`` to ``new`` (a copied root)."""
     con = sqlite3.connect(database)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import ibis
@@ -22,7 +23,7 @@ from kam.features.snapshots import (
     snapshot_table,
     write_snapshots,
 )
-from kam.features.store import connect, write_table
+from kam.features.store import connect, one_thread, write_table
 
 AS_OF = pd.Timestamp("2024-06-30")
 LABELS = ["label_value", "label_prior_value", "label_defection", "label_observed"]
@@ -546,6 +547,15 @@ def test_as_of_after_data_end_names_the_date(world: Any) -> None:
 def test_empty_population_names_the_date(world: Any) -> None:
     with pytest.raises(EmptyWindowError, match="2020-01-01"):
         build_snapshots(world, ["2020-01-01", AS_OF])
+
+
+def test_one_thread_sets_duckdb_to_one_thread(tmp_path: Path) -> None:
+    """Sums in one order, the same every run: training and the benchmarks rely on it."""
+    con = connect(f"duckdb:///{tmp_path / 'kam.duckdb'}")
+    con.raw_sql("SET threads = 2")
+    one_thread(con)
+    assert con.raw_sql("SELECT current_setting('threads')").fetchone()[0] == 1
+    one_thread(SimpleNamespace(name="pyspark"))  # another engine is left alone, no error
 
 
 def test_store_without_orders(tmp_path: Path) -> None:

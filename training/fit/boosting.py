@@ -36,7 +36,9 @@ def tree_shape(name: str, n_rows: int) -> dict[str, Any]:
     return _shapes(n_rows)[name]
 
 
-def _params(shape: Mapping[str, Any], options: FitOptions, **extra: Any) -> dict[str, Any]:
+def booster_params(shape: Mapping[str, Any], options: FitOptions, **extra: Any) -> dict[str, Any]:
+    """LightGBM parameters of every kam model: ``shape`` (:func:`tree_shape`), the options'
+    learning rate, seed and threads, and ``extra`` (objective, metric...)."""
     return {
         "learning_rate": options.learning_rate,
         "feature_fraction": 0.8,
@@ -140,6 +142,6 @@ def _quantile_pair(
     log_target = np.log1p(target) - np.log1p(base_of(frame))
     pair = []
     for alpha in (tail, 1 - tail):
-        params = _params(shape, options, objective="quantile", alpha=alpha)
+        params = booster_params(shape, options, objective="quantile", alpha=alpha)
         pair.append(_train(params, spec, frame, log_target, rounds=rounds))
     return pair[0], pair[1]

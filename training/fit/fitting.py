@@ -20,10 +20,10 @@ from kam.training.fit.boosting import (
     _base,
     _conformal_margin,
     _offset_of,
-    _params,
     _quantile_pair,
     _train,
     _value_target,
+    booster_params,
     capacity_grid,
     tree_shape,
 )
@@ -147,7 +147,7 @@ def fit_models(
         report = FoldReport(label, len(train), len(valid))
         # shapes are compared at the first weight; the other weights at the chosen shape, below
         for name, shape in grid.items():
-            params = _params(shape, options, objective="binary", metric="binary_logloss")
+            params = booster_params(shape, options, objective="binary", metric="binary_logloss")
             shift = defection_offset(weights[0])
             booster = _train(params, spec, train, y_tr, valid, y_va, offset=shift)
             raw = defection_on(valid, booster, weights[0])
@@ -159,7 +159,7 @@ def fit_models(
 
         vt_tr, vt_va = _value_target(train), _value_target(valid)
         shape = value_shape
-        vparams = _params(
+        vparams = booster_params(
             shape,
             options,
             objective="tweedie",
@@ -211,7 +211,7 @@ def fit_models(
                 say(f"{label}: BG/NBD offset x{weight:g}")
                 y_tr = train["label_defection"].to_numpy(dtype=int)
                 y_va = valid["label_defection"].to_numpy(dtype=int)
-                params = _params(
+                params = booster_params(
                     grid[capacity], options, objective="binary", metric="binary_logloss"
                 )
                 booster = _train(
@@ -262,7 +262,7 @@ def fit_models(
     say(f"final fit on {len(final_train):,} rows ({len(plan.train_as_of)} as_of dates)")
     y_final = final_train["label_defection"].to_numpy(dtype=int)
     defection = _train(
-        _params(grid[capacity], options, objective="binary"),
+        booster_params(grid[capacity], options, objective="binary"),
         spec,
         final_train,
         y_final,
@@ -271,7 +271,7 @@ def fit_models(
     )
     vt_final = _value_target(final_train)
     value = _train(
-        _params(
+        booster_params(
             value_shape,
             options,
             objective="tweedie",
@@ -344,12 +344,12 @@ def refit(
 
     y = snapshots["label_defection"].to_numpy(dtype=int)
     defection = _train(
-        _params(shape, options, objective="binary"), spec, snapshots, y,
+        booster_params(shape, options, objective="binary"), spec, snapshots, y,
         rounds=rounds,
         offset=defection_offset if old.defection_offset_weight else None,
     )
     target = _value_target(snapshots)
-    value_params = _params(
+    value_params = booster_params(
         value_shape, options, objective="tweedie",
         tweedie_variance_power=options.tweedie_power,
     )
