@@ -135,7 +135,6 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     true_effects = pd.read_parquet(truth / "action_effects.parquet").set_index("action")
 
     con = connect(store, read_only=True)
-    one_thread(con)  # every refit and snapshot below repeats run to run, as training does
     cached = world / "effects.parquet"
     snapshots = None  # the effects' comparison snapshots, built once if either estimate needs them
     if not cached.exists() or not (world / RANDOMISED_EFFECTS).exists():
@@ -184,6 +183,9 @@ def _bench(world: Path, store: str, tracking: str, args: argparse.Namespace,
     _step(seconds, "plans", began)
     plans.update(half_oracles(true_saving, effects, true_effects, stake, capacity))
     began = time.perf_counter()
+    # from here DuckDB sums in one order, as in training: the refits' trees follow the
+    # snapshots' last digits (two runs' plans were 0.3-0.6M apart on several threads)
+    one_thread(con)
     refits, spearman = refit_risks(con, model, true_saving, stake, capacity, truth, months,
                                    pd.Timestamp(end))
     plans.update(refits)
