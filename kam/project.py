@@ -21,6 +21,7 @@ True
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from kam.features.errors import DataContractError
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import connect, input_tables
 from kam.models.registry import LoadedModel, alias_uri, load_model
+from kam.models.support import ExtrapolationWarning
 from kam.pyfunc import ProductBundle, score_rows
 from kam.serving.decisions.playbook import load_playbook
 from kam.serving.record import ActionRecommendation, Driver
@@ -385,7 +387,9 @@ class Project:
         does: one score record per account, ranked by value at risk.
 
         With ``write``, the rows also go into the store's ``scores`` table (the page's and
-        the API's source), replacing that as_of's.
+        the API's source), replacing that as_of's. When many accounts lie beyond every
+        training row on some features (older, longer silent, another time of year), an
+        :class:`~kam.models.support.ExtrapolationWarning` names them.
 
         Examples
         --------
@@ -397,10 +401,13 @@ class Project:
         playbook = load_playbook(self.serve_settings.playbook_path)
         con = self._connect(read_only=not write)
         try:
+            notes: list[str] = []
             frame = score_accounts(
                 con, model, as_of=as_of, playbook=playbook,
-                tier_thresholds=self.serve_settings.tier_thresholds,
+                tier_thresholds=self.serve_settings.tier_thresholds, notes=notes,
             )
+            for note in notes:
+                warnings.warn(note, ExtrapolationWarning, stacklevel=2)
             if write:
                 write_scores(con, frame)
         finally:

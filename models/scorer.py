@@ -20,6 +20,7 @@ from scipy.special import expit
 from kam.models.calibration import ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
 from kam.models.single_row import Kind, SingleRowPredictor, single_row_predictor
+from kam.models.support import NOTABLE_SHARE, Beyond, beyond_support, support_of
 
 PREDICTION_COLUMNS = ("defection_probability", "value", "value_low", "value_high")
 OFFSET_FEATURE = "revenue_365d"
@@ -213,6 +214,11 @@ class Scorer:
             "value_low": low,
             "value_high": high,
         }
+
+    def beyond_training(self, x: np.ndarray, *, min_share: float = NOTABLE_SHARE) -> list[Beyond]:
+        """Features on which at least ``min_share`` of the rows of ``x`` lie outside the range of
+        the training rows (none for bundles saved before those ranges were kept)."""
+        return beyond_support(self.spec, x, support_of(self.meta), min_share=min_share)
 
     def predict_frame(self, frame: pd.DataFrame, *, num_threads: int = 0) -> pd.DataFrame:
         """Scores for a frame holding the spec's feature columns (extra columns ignored)."""

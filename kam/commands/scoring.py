@@ -48,6 +48,7 @@ def score(
         if settings.engine == "spark":
             _score_on_spark(con, model, playbook, settings, as_of, out)
             return
+        notes: list[str] = []
         with console.status(f"scoring with {uri}"):
             frame = score_accounts(
                 con,
@@ -57,6 +58,7 @@ def score(
                 tier_thresholds=settings.tier_thresholds,
                 today=settings.today,
                 currency=settings.currency,
+                notes=notes,
             )
         if out is not None:
             # The file first: when it cannot be written, the store keeps its earlier scores.
@@ -76,6 +78,8 @@ def score(
         f"(playbook {playbook.version}); {written:,} rows in the store's scores table"
         + (f"; written to {out}" if out else "")
     )
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 def _score_on_spark(

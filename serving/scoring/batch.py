@@ -26,6 +26,7 @@ from kam.features.periods import Period, parse_window
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.metadata import TrainingMetadata
 from kam.models.registry import LoadedModel
+from kam.models.support import describe
 from kam.serving.decision_tables import read_effects
 from kam.serving.decisions.drivers import compute_drivers
 from kam.serving.decisions.evidence import Evidence, evidence_for
@@ -86,6 +87,7 @@ def score_accounts(
     today: date | None = None,
     currency: str = DEFAULT_CURRENCY,
     evidence: Evidence | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Score every active account of the store at ``as_of``.
 
@@ -124,6 +126,9 @@ def score_accounts(
     evidence
         The actions' effect evidence; read from the store's effects (``kam effects``) when
         None, every action untested when the store has none.
+    notes
+        When given, receives a sentence naming the features on which many accounts lie beyond
+        every training row (:mod:`kam.models.support`), if any do.
 
     Returns
     -------
@@ -155,6 +160,10 @@ def score_accounts(
             "give an as_of"
         )
     snapshot = build_snapshots(con, [day], horizon=period, activity_window=window, decline=cut)
+    if notes is not None:
+        beyond = model.scorer.beyond_training(model.scorer.spec.matrix(snapshot))
+        if beyond:
+            notes.append(describe(beyond, len(snapshot)))
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
     accounts = read_master(con)

@@ -16,6 +16,7 @@ from kam.models.calibration import Method, ProbabilityCalibrator
 from kam.models.feature_spec import FeatureSpec
 from kam.models.metadata import FitChoices
 from kam.models.scorer import DEFECTION_OFFSET_FEATURE, Scorer, offset_log_odds
+from kam.models.support import SUPPORT_META, feature_support
 from kam.training.fit.boosting import (
     _base,
     _conformal_margin,
@@ -301,9 +302,12 @@ def fit_models(
         defection_offset_feature=offset_feature_p if chosen_weight else None,
         defection_offset_weight=chosen_weight,
         defection_offset_center=center if chosen_weight else 0.0,
-        meta=FitChoices(
-            capacity, calibration, rounds, value_rounds, options.interval_level
-        ).to_meta(),
+        meta={
+            **FitChoices(
+                capacity, calibration, rounds, value_rounds, options.interval_level
+            ).to_meta(),
+            SUPPORT_META: feature_support(spec, spec.matrix(final_train)),
+        },
     )
     return FitResult(
         scorer, list(spec.names), capacity, calibration, reports, notes, chosen_weight
@@ -358,6 +362,7 @@ def refit(
         spec, snapshots, target, value_shape, options, value_rounds, base_of
     )
     # everything else (calibrator, margins, bases, offset) is the configuration's own
+    meta = {**old.meta, SUPPORT_META: feature_support(spec, spec.matrix(snapshots))}
     return dataclasses.replace(
-        old, defection=defection, value=value, lower=lower, upper=upper, meta=dict(old.meta)
+        old, defection=defection, value=value, lower=lower, upper=upper, meta=meta
     )
