@@ -70,8 +70,9 @@ def _cross_fit(
     x: np.ndarray, y: np.ndarray, value: np.ndarray, scorer: Any, kam_x: np.ndarray,
     categorical: list[int],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold defection log-odds and value, from kam's offsets."""
-    log_odds = scorer.defection_offset(kam_x)
+    """Out-of-fold defection log-odds and value, from the offsets the model chose."""
+    offset = scorer.defection_offset(kam_x)  # None where the folds chose no BG/NBD offset
+    log_odds = np.zeros(len(y)) if offset is None else offset
     log_base = np.log(scorer.value_offset(kam_x))
     risk, worth = np.zeros(len(y)), np.zeros(len(y))
     power = FitOptions().tweedie_power
