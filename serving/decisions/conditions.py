@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kam.features.catalog import CATALOG
+from kam.serving.decisions.formats import settled_array
 
 _NUMERIC = {f.name for f in CATALOG if f.kind != "category"}
 
@@ -42,8 +43,10 @@ class Condition:
     """``feature op value`` (or ``feature missing``) on an account's feature values.
 
     A comparison is false where the value is missing, so a condition never fires on a feature
-    the account has no data for; ``missing`` is true exactly there. For one account on plain
-    floats, see :func:`kam.serving.decisions.one_row.holds_one`.
+    the account has no data for; ``missing`` is true exactly there. Values are settled
+    (:func:`~kam.serving.decisions.formats.settled`) before they are compared, so that a
+    figure's last bits, which vary with the order of a sum, cannot flip a comparison. For one
+    account on plain floats, see :func:`kam.serving.decisions.one_row.holds_one`.
     """
 
     feature: str
@@ -109,6 +112,7 @@ class Condition:
         column = np.asarray(column, dtype=float)
         if self.op == "missing":
             return np.isnan(column)
+        column = settled_array(column)
         if self.op == "!=":  # the one comparison that is true on NaN
             return (column != self.value) & ~np.isnan(column)
         return OPERATORS[self.op][0](column, self.value)

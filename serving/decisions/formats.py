@@ -8,8 +8,11 @@ complaint}`` says "1 complaint", "2 complaints").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 
 def _whole(v: float) -> str:
@@ -73,8 +76,28 @@ _FORMATS: dict[str, Callable[[float], str]] = {
     "months12": lambda v: f"{round(v * 12):d}",
 }
 FORMATS: tuple[str, ...] = tuple(_FORMATS)
-# Decimals a figure is rounded to before it is written (far below any format's precision)
+# Decimals a figure is rounded to before it is written or compared (far below any format's
+# precision and any threshold of the catalog or the playbook)
 SETTLE_DIGITS = 9
+_SCALE = 10.0**SETTLE_DIGITS
+
+
+def settled(value: float) -> float:
+    """``value`` rounded to :data:`SETTLE_DIGITS` decimals, negative zero made zero.
+
+    The same figure summed in another order (DuckDB's threads, Spark) differs in its last bits:
+    a mean sentiment of exactly 0 comes out as -1e-17 in one run and +1e-17 in the next.
+    Settled, it reads and compares the same in both. Python's ``round`` and numpy's ``rint``
+    both round half to even, so :func:`settled_array` gives the same figures.
+    """
+    if not math.isfinite(value):
+        return value
+    return round(value * _SCALE) / _SCALE + 0.0
+
+
+def settled_array(values: np.ndarray) -> np.ndarray:
+    """:func:`settled` on every value (missing and infinite values kept)."""
+    return np.rint(np.asarray(values, dtype=float) * _SCALE) / _SCALE + 0.0
 # Where a language writes a figure otherwise than English (language tag -> format -> writer)
 _LOCAL: dict[str, dict[str, Callable[[float], str]]] = {
     "zh-CN": {"money": _money_zh, "change": _change_zh},
@@ -119,9 +142,8 @@ class Piece:
         raw = _LOCAL.get(self.language, {}).get(self.fmt) or _FORMATS[self.fmt]
 
         def writer(value: float) -> str:
-            # The same figure summed in another order (DuckDB, Spark) differs in its last bits;
-            # settled first, it cannot straddle a rounding boundary and read differently.
-            return raw(round(value, SETTLE_DIGITS))
+            # settled first, a figure cannot straddle a rounding boundary and read differently
+            return raw(settled(value))
 
         if not self.noun:
             return writer

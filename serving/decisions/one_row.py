@@ -37,6 +37,7 @@ from kam.serving.decisions.drivers import (
     join_phrases,
 )
 from kam.serving.decisions.evidence import SUPPORTED, Evidence, evidence_for, saving_one
+from kam.serving.decisions.formats import settled
 from kam.serving.decisions.phrasebook import Phrasebook, Phrasing, describe
 from kam.serving.decisions.playbook import Playbook
 from kam.serving.decisions.recommend import (
@@ -78,7 +79,7 @@ def holds_one(condition: Condition, row: Mapping[str, float]) -> bool:
     if condition.op == "missing":
         return math.isnan(v)
     # Python's comparisons are false on NaN, as numpy's are; "!=" is the exception
-    holds = OPERATORS[condition.op][1](v, condition.value)
+    holds = OPERATORS[condition.op][1](settled(v), condition.value)
     return holds and not (condition.op == "!=" and math.isnan(v))
 
 

@@ -11,6 +11,7 @@ import pytest
 from kam.features.catalog import CATALOG, by_name
 from kam.features.snapshots import build_snapshots, data_end
 from kam.models.feature_spec import FeatureSpec
+from kam.serving.decisions import one_row
 from kam.serving.decisions.conditions import Condition
 from kam.serving.decisions.drivers import NOT_ACTIONABLE, compute_drivers
 from kam.serving.decisions.phrasebook import PhrasebookError, load_phrasebook
@@ -121,6 +122,24 @@ def test_conditions_parse(text, expected) -> None:
     assert (condition.feature, condition.op) == expected[:2]
     if expected[2] is not None:
         assert condition.value == expected[2]
+
+
+def test_a_sums_last_bits_read_and_compare_the_same_in_any_order() -> None:
+    # three contacts' sentiments summed in two orders, as DuckDB's threads or Spark may: a mean
+    # of exactly 0 comes out a hair below 0 in one order and a hair above it in the other
+    below, above = (0.3 - 0.1 - 0.2) / 3, (0.1 + 0.2 - 0.3) / 3
+    assert below < 0 < above
+    values = _values(sentiment_mean_180d=[below, above, -0.25])
+    assert PHRASES.render("sentiment_mean_180d", values).tolist() == [
+        "lukewarm contacts: average sentiment +0.00 (-1..1) over 180 days",
+        "lukewarm contacts: average sentiment +0.00 (-1..1) over 180 days",
+        "contacts sound negative: average sentiment -0.25 (-1..1) over 180 days",
+    ]
+    negative = Condition.parse("sentiment_mean_180d < 0")  # also a playbook trigger
+    assert negative.holds(values, 3).tolist() == [False, False, True]
+    assert [one_row.holds_one(negative, {"sentiment_mean_180d": v}) for v in (below, above)] == [
+        False, False,
+    ]
 
 
 def test_conditions_never_hold_on_missing_values() -> None:
