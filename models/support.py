@@ -103,4 +103,4 @@ def support_of(meta: Mapping[str, Any]) -> dict[str, list[float]]:
 
 
 def _number(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{round(value, 3) + 0.0:g}"
