@@ -90,14 +90,20 @@ def settled(value: float) -> float:
     Settled, it reads and compares the same in both. Python's ``round`` and numpy's ``rint``
     both round half to even, so :func:`settled_array` gives the same figures.
     """
-    if not math.isfinite(value):
+    scaled = value * _SCALE
+    if not math.isfinite(scaled):  # missing, infinite, or too large to carry decimals at all
         return value
-    return round(value * _SCALE) / _SCALE + 0.0
+    return round(scaled) / _SCALE + 0.0
 
 
 def settled_array(values: np.ndarray) -> np.ndarray:
-    """:func:`settled` on every value (missing and infinite values kept)."""
-    return np.rint(np.asarray(values, dtype=float) * _SCALE) / _SCALE + 0.0
+    """:func:`settled` on every value."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = values * _SCALE
+        return np.where(np.isfinite(scaled), np.rint(scaled) / _SCALE + 0.0, values)
+
+
 # Where a language writes a figure otherwise than English (language tag -> format -> writer)
 _LOCAL: dict[str, dict[str, Callable[[float], str]]] = {
     "zh-CN": {"money": _money_zh, "change": _change_zh},

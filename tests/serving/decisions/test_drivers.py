@@ -140,6 +140,10 @@ def test_a_sums_last_bits_read_and_compare_the_same_in_any_order() -> None:
     assert [one_row.holds_one(negative, {"sentiment_mean_180d": v}) for v in (below, above)] == [
         False, False,
     ]
+    # a figure too large to carry decimals is compared as it is, on both paths
+    huge = Condition.parse("revenue_90d > 1000000000")
+    assert huge.holds(_values(revenue_90d=[1e300]), 1).tolist() == [True]
+    assert one_row.holds_one(huge, {"revenue_90d": 1e300})
 
 
 def test_conditions_never_hold_on_missing_values() -> None:
