@@ -91,8 +91,8 @@ def describe(found: Sequence[Beyond], accounts: int, *, limit: int = 4) -> str:
     return (
         f"of the {accounts:,} scored accounts, many lie beyond every training row on: "
         + "; ".join(parts) + more
-        + ". The trees score them as at the edge of what they saw; check these scores' level "
-        "against later outcomes, or train again once the history is longer"
+        + ". The trees score them as at the edge of what they saw, and only the BG/NBD bases "
+        "reach beyond it: check these scores' level against later outcomes"
     )
 
 
