@@ -47,6 +47,8 @@ from kam.project import open_project  # noqa: E402
 from kam.training.metrics import bootstrap_ci  # noqa: E402
 
 HORIZON_DAYS = 182
+# what the user asks for: kam train's settings, and the feature rows the ceiling reads
+HORIZON, DECLINE, POPULATION = "26w", "1.0", "ever"
 N_BOOT = 300
 
 
@@ -140,7 +142,8 @@ def run(out: Path, cutoff: pd.Timestamp) -> dict:
     timing = {
         "ingest": kam("ingest", "--mapping", str(BUILTIN_MAPPINGS / "cdnow.yaml"), env=env),
         "train": kam(
-            "train", "--horizon", "26w", "--decline", "1.0", "--population", "ever", env=env
+            "train", "--horizon", HORIZON, "--decline", DECLINE, "--population", POPULATION,
+            env=env,
         ),
         "promote": kam("promote", env=env),
         "score": kam("score", "--out", str(root / "scores.parquet"), env=env),
@@ -188,7 +191,9 @@ def run(out: Path, cutoff: pd.Timestamp) -> dict:
     }
     started = time.perf_counter()
     project = open_project(workdir=root / "work", data_dir=data)
-    at_cut = project.snapshots(cutoff, horizon="26w", population="ever", decline=1.0)
+    at_cut = project.snapshots(
+        cutoff, horizon=HORIZON, population=POPULATION, decline=float(DECLINE)
+    )
     limit = ceiling(at_cut, truth, cut, cutoff, project.model().scorer)
     timing["ceiling"] = time.perf_counter() - started
     return {

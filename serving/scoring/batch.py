@@ -160,10 +160,6 @@ def score_accounts(
             "give an as_of"
         )
     snapshot = build_snapshots(con, [day], horizon=period, activity_window=window, decline=cut)
-    if notes is not None:
-        beyond = model.scorer.beyond_training(model.scorer.spec.matrix(snapshot))
-        if beyond:
-            notes.append(describe(beyond, len(snapshot)))
     playbook = playbook or load_playbook()
     history = days_since_taken(con, snapshot["account_id"].to_numpy(), day, playbook)
     accounts = read_master(con)
@@ -184,6 +180,7 @@ def score_accounts(
         driver_limit=driver_limit,
         currency=currency,
         evidence=evidence,
+        notes=notes,
     )
     if timings is not None:
         timings["features"] = built - began
@@ -208,6 +205,7 @@ def score_frame(
     ranks: np.ndarray | None = None,
     currency: str = DEFAULT_CURRENCY,
     evidence: Evidence | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Score accounts whose features are already built (one snapshot row per account).
 
@@ -249,6 +247,9 @@ def score_frame(
     evidence
         The actions' effect evidence (:func:`kam.serving.decisions.evidence.evidence_for`),
         for the expected savings; every action untested when None.
+    notes
+        When given, receives a sentence naming the features on which many of these accounts
+        lie beyond every training row (:mod:`kam.models.support`), if any do.
 
     Returns
     -------
@@ -261,6 +262,8 @@ def score_frame(
     snapshot = snapshot.reset_index(drop=True)
     n = len(snapshot)
     x = scorer.spec.matrix(snapshot)
+    if notes is not None and (beyond := scorer.beyond_training(x)):
+        notes.append(describe(beyond, n))
     limit = n if driver_limit is None else driver_limit
     every = limit >= n
     contributions = scorer.contributions(x) if every else None

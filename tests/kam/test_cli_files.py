@@ -123,6 +123,16 @@ def test_score_writes_the_file_with_formulas_quoted_then_the_store(
     assert sorted(os.listdir(out.parent)) == ["scores.csv"]
 
 
+def test_score_names_the_features_on_which_accounts_lie_beyond_the_training_rows(
+    scoring: dict[str, Any],
+) -> None:
+    # the small world's model scored at the end of its data, a horizon after its newest labels
+    result = _score(scoring)
+    assert result.exit_code == 0, result.output
+    assert "note: of the" in _said(result)
+    assert "lie beyond every training row on: tenure_days" in _said(result)
+
+
 def test_score_to_an_unwritable_path_fails_before_the_store_is_touched(
     scoring: dict[str, Any], tmp_path: Path
 ) -> None:

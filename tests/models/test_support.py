@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from kam import cli
 from kam.features.snapshots import build_snapshots, data_end
 from kam.features.store import one_thread
 from kam.models.feature_spec import FeatureSpec
@@ -98,26 +93,10 @@ def test_scoring_names_the_features_where_accounts_outgrew_the_training_rows(
     assert "tenure_days" in a_horizon_later[0]
 
 
-def test_kam_score_and_the_notebook_say_which_features_lie_beyond(
-    small_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in ("CONFIG", "DATA_DIR", "STORE_URL", "MODEL_URI", "NOW"):
-        monkeypatch.delenv(f"KAM_{name}", raising=False)
-    data = tmp_path / "data"
-    data.mkdir()
-    shutil.copy(small_world.store_file, data / "kam.duckdb")
-    (tmp_path / "work").mkdir()
-    monkeypatch.setenv("KAM_WORKDIR", str(tmp_path / "work"))
-    monkeypatch.setenv("KAM_TRACKING_URI", small_world.tracking)
-    uri = f"models:/{small_world.model_name}/1"
-    result = CliRunner().invoke(
-        cli.app, ["score", "--data", str(data), "--model-uri", uri]
+def test_the_notebook_warns_which_features_lie_beyond(small_world: World) -> None:
+    project = open_project(
+        workdir=small_world.root, data_dir=small_world.store_file.parent,
+        tracking_uri=small_world.tracking,
     )
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())
-    assert "note: of the" in said
-    assert "lie beyond every training row on: tenure_days" in said
-
-    project = open_project(workdir=tmp_path / "work", data_dir=data)
     with pytest.warns(ExtrapolationWarning, match="tenure_days"):
-        project.score(model_uri=uri)
+        project.score(model_uri=f"models:/{small_world.model_name}/1")
